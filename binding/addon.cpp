@@ -1,0 +1,292 @@
+// N-API glue only: argument unpacking into plain batons, one AsyncWorker per
+// operation, and the export table. lib/ has validated everything already; this
+// file still checks every buffer's type and length before the core touches it.
+#include <napi.h>
+
+#include <cmath>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "bln.h"
+#ifdef BLN_WITH_CUDA
+#include "bln_cuda.h"
+#endif
+
+namespace {
+
+// Inputs and outputs the worker keeps alive until it is done.
+using Keep = std::vector<Napi::Value>;
+
+int64_t dimArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsNumber()) throw Napi::TypeError::New(info.Env(), std::string("native: ") + name + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 1) || d != std::floor(d) || d > 9007199254740991.0)
+    throw Napi::RangeError::New(info.Env(), std::string("native: ") + name + " must be a positive integer");
+  return static_cast<int64_t>(d);
+}
+
+double numArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsNumber()) throw Napi::TypeError::New(info.Env(), std::string("native: ") + name + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+// A Float32Array of exactly `len` elements (or, when optional, undefined/null).
+template <class T>
+T* f32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t len, Keep& keep, bool optional = false) {
+  Napi::Value v = info[i];
+  if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(info.Env(), std::string("native: ") + name + " must be a Float32Array");
+  Napi::Float32Array a = v.As<Napi::Float32Array>();
+  if (static_cast<int64_t>(a.ElementLength()) != len)
+    throw Napi::RangeError::New(info.Env(), std::string("native: ") + name + " has length " +
+                                                std::to_string(a.ElementLength()) + ", expected " + std::to_string(len));
+  float* p = a.Data();
+  if (!p) throw Napi::TypeError::New(info.Env(), std::string("native: ") + name + " is detached");
+  keep.push_back(v);
+  return p;
+}
+
+bln::Dims dimsArg(const Napi::CallbackInfo& info, size_t i) {
+  bln::Dims d{dimArg(info, i, "B"), dimArg(info, i + 1, "M"), dimArg(info, i + 2, "C")};
+  try {
+    bln::checkDims(d);
+  } catch (const std::exception& e) {
+    throw Napi::RangeError::New(info.Env(), std::string("native: ") + e.what());
+  }
+  return d;
+}
+
+enum class Device { Cpu = 0, Cuda = 1 };
+
+Device deviceArg(const Napi::CallbackInfo& info, size_t i) {
+  double d = numArg(info, i, "device");
+  if (d == 0) return Device::Cpu;
+#ifdef BLN_WITH_CUDA
+  if (d == 1) return Device::Cuda;
+#endif
+  throw Napi::Error::New(info.Env(), "native: CUDA is not available in this build of batch-layer-norm");
+}
+
+// --------------------------------------------------------------- batons
+
+struct ForwardOp {
+  bln::ForwardArgs a;
+  Device dev = Device::Cpu;
+  static constexpr const char* kName = "bln:forward";
+  // (x, B, M, C, gamma, beta, eps, N, device, y, bm, bv, fm, fv)
+  void parse(const Napi::CallbackInfo& info, Keep& keep) {
+    a.d = dimsArg(info, 1);
+    const int64_t n = a.d.numel(), mc = a.d.batchStatLen(), bm = a.d.featureStatLen();
+    a.x = f32Arg<const float>(info, 0, "x", n, keep);
+    a.gamma = f32Arg<const float>(info, 4, "gamma", a.d.C, keep);
+    a.beta = f32Arg<const float>(info, 5, "beta", a.d.C, keep);
+    a.eps = numArg(info, 6, "epsilon");
+    a.batchSize = numArg(info, 7, "batchSize");
+    dev = deviceArg(info, 8);
+    a.y = f32Arg<float>(info, 9, "y", n, keep);
+    a.stats.batchMean = f32Arg<float>(info, 10, "batchMean", mc, keep);
+    a.stats.batchVar = f32Arg<float>(info, 11, "batchVar", mc, keep);
+    a.stats.featureMean = f32Arg<float>(info, 12, "featureMean", bm, keep);
+    a.stats.featureVar = f32Arg<float>(info, 13, "featureVar", bm, keep);
+  }
+  void run() const {
+#ifdef BLN_WITH_CUDA
+    if (dev == Device::Cuda) return bln::cudaForward(a);
+#endif
+    bln::cpuForward(a);
+  }
+};
+
+struct BackwardOp {
+  bln::BackwardArgs a;
+  Device dev = Device::Cpu;
+  static constexpr const char* kName = "bln:backward";
+  // (dy, x, B, M, C, gamma, bm, bv, fm, fv, eps, N, device, dx, dgamma, dbeta)
+  void parse(const Napi::CallbackInfo& info, Keep& keep) {
+    a.d = dimsArg(info, 2);
+    const int64_t n = a.d.numel(), mc = a.d.batchStatLen(), bm = a.d.featureStatLen();
+    a.dy = f32Arg<const float>(info, 0, "dy", n, keep);
+    a.x = f32Arg<const float>(info, 1, "x", n, keep);
+    a.gamma = f32Arg<const float>(info, 5, "gamma", a.d.C, keep);
+    a.stats.batchMean = f32Arg<const float>(info, 6, "stats.batchMean", mc, keep);
+    a.stats.batchVar = f32Arg<const float>(info, 7, "stats.batchVar", mc, keep);
+    a.stats.featureMean = f32Arg<const float>(info, 8, "stats.featureMean", bm, keep);
+    a.stats.featureVar = f32Arg<const float>(info, 9, "stats.featureVar", bm, keep);
+    a.eps = numArg(info, 10, "epsilon");
+    a.batchSize = numArg(info, 11, "batchSize");
+    dev = deviceArg(info, 12);
+    a.dx = f32Arg<float>(info, 13, "dx", n, keep);
+    a.dgamma = f32Arg<float>(info, 14, "dgamma", a.d.C, keep);
+    a.dbeta = f32Arg<float>(info, 15, "dbeta", a.d.C, keep);
+  }
+  void run() const {
+#ifdef BLN_WITH_CUDA
+    if (dev == Device::Cuda) return bln::cudaBackward(a);
+#endif
+    bln::cpuBackward(a);
+  }
+};
+
+struct InferOp {
+  bln::InferArgs a;
+  Device dev = Device::Cpu;
+  static constexpr const char* kName = "bln:infer";
+  // (x, B, M, C, gamma, beta, pbm, pbv, pfm, pfv, useMask, eps, N, device, y)
+  void parse(const Napi::CallbackInfo& info, Keep& keep) {
+    a.d = dimsArg(info, 1);
+    const int64_t n = a.d.numel(), mc = a.d.batchStatLen();
+    a.x = f32Arg<const float>(info, 0, "x", n, keep);
+    a.gamma = f32Arg<const float>(info, 4, "gamma", a.d.C, keep);
+    a.beta = f32Arg<const float>(info, 5, "beta", a.d.C, keep);
+    const double mask = numArg(info, 10, "use");
+    const int u = static_cast<int>(mask);
+    a.use.batchMean = u & 1, a.use.batchVar = u & 2, a.use.featureMean = u & 4, a.use.featureVar = u & 8;
+    a.population.batchMean = f32Arg<const float>(info, 6, "population.batchMean", mc, keep, !a.use.batchMean);
+    a.population.batchVar = f32Arg<const float>(info, 7, "population.batchVar", mc, keep, !a.use.batchVar);
+    a.population.featureMean = f32Arg<const float>(info, 8, "population.featureMean", a.d.M, keep, !a.use.featureMean);
+    a.population.featureVar = f32Arg<const float>(info, 9, "population.featureVar", a.d.M, keep, !a.use.featureVar);
+    a.eps = numArg(info, 11, "epsilon");
+    a.batchSize = numArg(info, 12, "batchSize");
+    dev = deviceArg(info, 13);
+    a.y = f32Arg<float>(info, 14, "y", n, keep);
+  }
+  void run() const {
+#ifdef BLN_WITH_CUDA
+    if (dev == Device::Cuda) return bln::cudaInfer(a);
+#endif
+    bln::cpuInfer(a);
+  }
+};
+
+// Runs op.run(), turning C++ failures into a message. No N-API inside.
+template <class Op>
+bool runCaught(const Op& op, std::string* err) {
+  try {
+    op.run();
+    return true;
+  } catch (const std::bad_alloc&) {
+    *err = "out of memory: the native buffers for this call could not be allocated";
+  } catch (const std::exception& e) {
+    *err = e.what();
+  } catch (...) {
+    *err = "unknown native error";
+  }
+  return false;
+}
+
+template <class Op>
+class OpWorker : public Napi::AsyncWorker {
+ public:
+  OpWorker(Napi::Env env, Op op, const Keep& keep)
+      : Napi::AsyncWorker(env, Op::kName), op_(op), deferred_(Napi::Promise::Deferred::New(env)) {
+    refs_.reserve(keep.size());
+    for (const Napi::Value& v : keep) refs_.push_back(Napi::Persistent(v));
+  }
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    std::string err;
+    if (!runCaught(op_, &err)) SetError(err);
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Op op_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<Napi::Reference<Napi::Value>> refs_;
+};
+
+template <class Op>
+Napi::Value Sync(const Napi::CallbackInfo& info) {
+  Keep keep;
+  Op op;
+  op.parse(info, keep);
+  std::string err;
+  if (!runCaught(op, &err)) throw Napi::Error::New(info.Env(), err);
+  return info.Env().Undefined();
+}
+
+template <class Op>
+Napi::Value Async(const Napi::CallbackInfo& info) {
+  Keep keep;
+  Op op;
+  op.parse(info, keep);
+  auto* w = new OpWorker<Op>(info.Env(), op, keep);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("simd", bln::simdName(bln::activeSimdLevel()));
+  Napi::Array levels = Napi::Array::New(env);
+  uint32_t k = 0;
+  for (int l = 0; l < 4; ++l)
+    if (bln::simdSupported(static_cast<bln::SimdLevel>(l))) levels.Set(k++, bln::simdName(static_cast<bln::SimdLevel>(l)));
+  o.Set("simdSupported", levels);
+  o.Set("threads", bln::activeThreads());
+  o.Set("maxThreads", bln::maxThreads());
+  Napi::Object cuda = Napi::Object::New(env);
+#ifdef BLN_WITH_CUDA
+  bln::CudaInfo ci = bln::cudaInfo();
+  cuda.Set("built", true);
+  cuda.Set("available", ci.available);
+  if (!ci.available) cuda.Set("reason", ci.reason);
+  if (ci.available) {
+    cuda.Set("name", ci.name);
+    cuda.Set("computeCapability", ci.computeCapability);
+    cuda.Set("memoryBytes", static_cast<double>(ci.memoryBytes));
+  }
+  cuda.Set("driverVersion", ci.driverVersion);
+  cuda.Set("runtimeVersion", ci.runtimeVersion);
+#else
+  cuda.Set("built", false);
+  cuda.Set("available", false);
+  cuda.Set("reason", "this build of batch-layer-norm has no CUDA support (nvcc was not found at build time, or BLN_CUDA=0)");
+#endif
+  o.Set("cuda", cuda);
+  return o;
+}
+
+Napi::Value SetSimd(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "native: simd level must be a string");
+  bln::SimdLevel l;
+  if (!bln::parseSimdLevel(info[0].As<Napi::String>().Utf8Value(), &l) || !bln::simdSupported(l))
+    throw Napi::RangeError::New(info.Env(), "native: unsupported simd level");
+  bln::setSimdLevel(l);
+  return info.Env().Undefined();
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  const double n = numArg(info, 0, "threads");
+  if (!(n >= 1) || n > bln::maxThreads() || n != std::floor(n))
+    throw Napi::RangeError::New(info.Env(), "native: threads out of range");
+  bln::setThreads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("forward", Napi::Function::New(env, Sync<ForwardOp>, "forward"));
+  exports.Set("forwardAsync", Napi::Function::New(env, Async<ForwardOp>, "forwardAsync"));
+  exports.Set("backward", Napi::Function::New(env, Sync<BackwardOp>, "backward"));
+  exports.Set("backwardAsync", Napi::Function::New(env, Async<BackwardOp>, "backwardAsync"));
+  exports.Set("infer", Napi::Function::New(env, Sync<InferOp>, "infer"));
+  exports.Set("inferAsync", Napi::Function::New(env, Async<InferOp>, "inferAsync"));
+  exports.Set("backendInfo", Napi::Function::New(env, BackendInfo, "backendInfo"));
+  exports.Set("setSimd", Napi::Function::New(env, SetSimd, "setSimd"));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  return exports;
+}
+
+}  // namespace
+
+// Node-API modules are context-aware: this loads in worker_threads too.
+NODE_API_MODULE(bln, Init)

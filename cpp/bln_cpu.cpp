@@ -1,0 +1,529 @@
+// CPU path: tiling, threads and the finalisation of statistics. The hot loops are
+// in kernels_impl.h; this file decides which tiles exist and in what order.
+//
+// Every [B, C] slab (one m) holds both the batch statistics of its columns and the
+// feature statistics of its rows, so the work splits cleanly by m. A slab is cut
+// into column blocks of at most kTileCols features (and, where too few tiles would
+// exist to feed the threads, into row blocks). When a whole slab is one tile and
+// fits in L2, the statistics and the normalisation run back to back on it, so x
+// is read from memory once (8 B/element). Otherwise a statistics pass and an apply
+// pass run over the tensor (12 B/element).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+
+#include "bln.h"
+#include "kernels.h"
+#include "threadpool.h"
+
+namespace bln {
+
+void checkDims(const Dims& d) {
+  if (d.B < 1 || d.M < 1 || d.C < 1) throw ArgumentError("every dimension must be at least 1");
+  const int64_t lim = std::numeric_limits<int64_t>::max() / 16;
+  if (d.B > lim / d.M || d.B * d.M > lim / d.C) throw ArgumentError("shape is too large for the native index type");
+}
+
+namespace {
+
+constexpr int64_t kFuseBytes = 256 * 1024;    // slab size that stays in L2 between passes
+constexpr int64_t kSerialElems = 1 << 15;      // below this, one thread
+constexpr int64_t kChunkElems = 1 << 14;       // work per parallel chunk, at least
+
+// Per-thread scratch, reused across calls (no heap traffic per call once warm).
+class Arena {
+ public:
+  void reset(size_t bytes) {
+    if (bytes > cap_) {
+      buf_.reset();  // free first: the old block is never needed again
+      cap_ = std::max(bytes, cap_ + cap_ / 2);
+      buf_.reset(static_cast<char*>(::operator new(cap_, std::align_val_t(64))));
+    }
+    used_ = 0;
+  }
+  template <class T>
+  T* take(int64_t n) {
+    size_t off = (used_ + 63) & ~size_t(63);
+    used_ = off + sizeof(T) * static_cast<size_t>(n);
+    return reinterpret_cast<T*>(buf_.get() + off);
+  }
+  static size_t bytesFor(std::initializer_list<size_t> sizes) {
+    size_t s = 0;
+    for (size_t x : sizes) s += ((x + 63) & ~size_t(63));
+    return s;
+  }
+  // Big arenas are returned to the allocator after the call.
+  void trim() {
+    if (cap_ > (size_t(64) << 20)) buf_.reset(), cap_ = 0;
+  }
+
+ private:
+  struct Free {
+    void operator()(char* p) const { ::operator delete(p, std::align_val_t(64)); }
+  };
+  std::unique_ptr<char, Free> buf_;
+  size_t cap_ = 0, used_ = 0;
+};
+
+thread_local Arena tlsArena;
+
+struct TrimOnExit {
+  ~TrimOnExit() { tlsArena.trim(); }
+};
+
+struct Plan {
+  int64_t B, M, C;
+  int64_t cw, nCb;  // column blocks
+  int64_t bt, nBb;  // row blocks
+  int64_t tiles;
+  bool fused;
+  int slots;
+  int64_t tileGrain;  // tiles per parallel chunk
+
+  void tileAt(int64_t t, int64_t* m, int64_t* c0, int64_t* n, int64_t* b0, int64_t* rows) const {
+    const int64_t cb = t % nCb;
+    const int64_t bb = (t / nCb) % nBb;
+    *m = t / (nCb * nBb);
+    *c0 = cb * cw;
+    *n = std::min(cw, C - *c0);
+    *b0 = bb * bt;
+    *rows = std::min(bt, B - *b0);
+  }
+};
+
+Plan makePlan(const Dims& d, int64_t bytesPerElem) {
+  Plan p;
+  p.B = d.B, p.M = d.M, p.C = d.C;
+  const int64_t numel = d.numel();
+  p.slots = numel < kSerialElems ? 1 : activeThreads();
+  const int64_t blocks = (d.C + kTileCols - 1) / kTileCols;
+  p.cw = std::min<int64_t>(kTileCols, (((d.C + blocks - 1) / blocks) + 15) / 16 * 16);
+  p.cw = std::min(p.cw, d.C);
+  p.nCb = (d.C + p.cw - 1) / p.cw;
+  p.nBb = 1;
+  if (p.slots > 1 && d.M * p.nCb < 4 * p.slots && d.B >= 2 * kColFlushRows) {
+    const int64_t want = (4 * p.slots + d.M * p.nCb - 1) / (d.M * p.nCb);
+    p.nBb = std::min<int64_t>(want, d.B / kColFlushRows);
+  }
+  p.bt = (d.B + p.nBb - 1) / p.nBb;
+  p.nBb = (d.B + p.bt - 1) / p.bt;
+  p.tiles = d.M * p.nCb * p.nBb;
+  p.fused = p.nCb == 1 && p.nBb == 1 && d.B * d.C * bytesPerElem <= kFuseBytes;
+  const int64_t tileElems = std::max<int64_t>(1, p.bt * p.cw);
+  p.tileGrain = std::max<int64_t>(1, kChunkElems / tileElems);
+  // Keep at least a few chunks per thread where there is work for them.
+  if (p.slots > 1) p.tileGrain = std::min(p.tileGrain, std::max<int64_t>(1, p.tiles / (4 * p.slots)));
+  return p;
+}
+
+inline void splitHiLo(double v, float* hi, float* lo) {
+  const float h = static_cast<float>(v);
+  *hi = h;
+  *lo = static_cast<float>(v - static_cast<double>(h));
+}
+
+// Biased variance from shifted sums; negative round-off clamps to 0, NaN stays NaN.
+inline void meanVar(double K, double S1, double S2, double n, double* mean, double* var) {
+  const double m1 = S1 / n;
+  double v = (S2 - S1 * m1) / n;
+  if (v < 0) v = 0;
+  *mean = K + m1;
+  *var = v;
+}
+
+// ------------------------------------------------------------------ forward/infer
+
+struct NormJob {
+  Dims d;
+  const float *x, *gamma, *beta;
+  double eps, wf, wb, invSqrtC;
+  float* y;
+  StatsOut out;            // forward: the four mini-batch statistics (else null)
+  const StatsIn* pop;      // infer: the population (else null)
+  InferUse use;
+  bool needCol, needRow;
+  Plan p;
+  const KernelTable* k;
+  // scratch
+  float *gc, *mbh, *mbl, *A, *F, *mfh, *mfl;
+  double *rowPart, *colPart;  // row partials [r][cb]{S1,S2}; column partials [bb][mc] S1 then S2
+
+  void finCol(int64_t m, int64_t c, double S1, double S2) const {
+    const int64_t mc = m * d.C + c;
+    double mean = 0, var = 0;
+    if (needCol) meanVar(x[mc], S1, S2, static_cast<double>(d.B), &mean, &var);
+    if (use.batchMean) mean = pop->batchMean[mc];
+    if (use.batchVar) var = pop->batchVar[mc];
+    if (out.batchMean) out.batchMean[mc] = static_cast<float>(mean), out.batchVar[mc] = static_cast<float>(var);
+    splitHiLo(mean, &mbh[mc], &mbl[mc]);
+    A[mc] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC * wb / std::sqrt(var + eps));
+  }
+  void finRow(int64_t r, double S1, double S2) const {
+    const int64_t m = r % d.M;
+    double mean = 0, var = 0;
+    if (needRow) meanVar(x[r * d.C], S1, S2, static_cast<double>(d.C), &mean, &var);
+    if (use.featureMean) mean = pop->featureMean[m];
+    if (use.featureVar) var = pop->featureVar[m];
+    if (out.featureMean) out.featureMean[r] = static_cast<float>(mean), out.featureVar[r] = static_cast<float>(var);
+    splitHiLo(mean, &mfh[r], &mfl[r]);
+    F[r] = static_cast<float>(wf / std::sqrt(var + eps));
+  }
+
+  // Statistics of one tile; finalises what the tile alone determines.
+  void statsTile(int64_t t) const {
+    int64_t m, c0, n, b0, rows;
+    p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t cb = c0 / p.cw, bb = b0 / p.bt;
+    double cs1[kTileCols], cs2[kTileCols];
+    if (needCol || needRow) {
+      FwdStatsTile ft;
+      ft.x = x + (b0 * d.M + m) * d.C + c0;
+      ft.rows = rows;
+      ft.rowStride = d.M * d.C;
+      ft.n = n;
+      ft.c0 = c0;
+      ft.colShift = x + m * d.C + c0;
+      ft.colS1 = cs1;
+      ft.colS2 = cs2;
+      ft.rowOut = needRow ? rowPart + ((b0 * d.M + m) * p.nCb + cb) * 2 : nullptr;
+      ft.rowOutStride = d.M * p.nCb * 2;
+      k->fwdStats[needCol && needRow ? 0 : needCol ? 1 : 2](ft);
+    }
+    if (p.nBb == 1) {
+      for (int64_t j = 0; j < n; ++j) finCol(m, c0 + j, needCol ? cs1[j] : 0, needCol ? cs2[j] : 0);
+    } else if (needCol) {
+      const int64_t MC = d.M * d.C;
+      double* p1 = colPart + bb * MC * 2 + m * d.C + c0;
+      std::memcpy(p1, cs1, sizeof(double) * n);
+      std::memcpy(p1 + MC, cs2, sizeof(double) * n);
+    }
+    if (p.nCb == 1) {
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t r = (b0 + i) * d.M + m;
+        finRow(r, needRow ? rowPart[r * 2] : 0, needRow ? rowPart[r * 2 + 1] : 0);
+      }
+    }
+  }
+
+  void applyTile(int64_t t) const {
+    int64_t m, c0, n, b0, rows;
+    p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t mc = m * d.C + c0;
+    const int64_t r0 = b0 * d.M + m;
+    FwdApplyTile at;
+    at.x = x + r0 * d.C + c0;
+    at.y = y + r0 * d.C + c0;
+    at.rows = rows;
+    at.rowStride = d.M * d.C;
+    at.n = n;
+    at.gc = gc + c0;
+    at.beta = beta + c0;
+    at.mbh = mbh + mc;
+    at.mbl = mbl + mc;
+    at.A = A + mc;
+    at.F = F + r0;
+    at.mfh = mfh + r0;
+    at.mfl = mfl + r0;
+    at.coefStride = d.M;
+    k->fwdApply(at);
+  }
+
+  void run() {
+    const Dims& D = d;
+    const int64_t MC = D.M * D.C, BM = D.B * D.M;
+    const bool colParts = needCol && p.nBb > 1;
+    Arena& ar = tlsArena;
+    ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), 3 * sizeof(float) * size_t(MC), 3 * sizeof(float) * size_t(BM),
+                              needRow ? sizeof(double) * size_t(BM * p.nCb * 2) : 0,
+                              colParts ? sizeof(double) * size_t(p.nBb * MC * 2) : 0}) +
+             8 * 64);
+    gc = ar.take<float>(D.C);
+    mbh = ar.take<float>(MC);
+    mbl = ar.take<float>(MC);
+    A = ar.take<float>(MC);
+    F = ar.take<float>(BM);
+    mfh = ar.take<float>(BM);
+    mfl = ar.take<float>(BM);
+    rowPart = needRow ? ar.take<double>(BM * p.nCb * 2) : nullptr;
+    colPart = colParts ? ar.take<double>(p.nBb * MC * 2) : nullptr;
+    for (int64_t c = 0; c < D.C; ++c) gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
+
+    if (p.fused) {
+      parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
+        for (int64_t t = b; t < e; ++t) statsTile(t), applyTile(t);
+      });
+      return;
+    }
+    parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) statsTile(t);
+    });
+    const int64_t finGrain = std::max<int64_t>(1024, kChunkElems / 4);
+    if (p.nBb > 1) {
+      parallelFor(MC, finGrain, p.slots, [&](int64_t b, int64_t e, int) {
+        for (int64_t mc = b; mc < e; ++mc) {
+          double S1 = 0, S2 = 0;
+          if (needCol)
+            for (int64_t bb = 0; bb < p.nBb; ++bb) S1 += colPart[bb * MC * 2 + mc], S2 += colPart[bb * MC * 2 + MC + mc];
+          finCol(mc / D.C, mc % D.C, S1, S2);
+        }
+      });
+    }
+    if (p.nCb > 1) {
+      parallelFor(BM, finGrain, p.slots, [&](int64_t b, int64_t e, int) {
+        for (int64_t r = b; r < e; ++r) {
+          double S1 = 0, S2 = 0;
+          if (needRow)
+            for (int64_t cb = 0; cb < p.nCb; ++cb) S1 += rowPart[(r * p.nCb + cb) * 2], S2 += rowPart[(r * p.nCb + cb) * 2 + 1];
+          finRow(r, S1, S2);
+        }
+      });
+    }
+    parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) applyTile(t);
+    });
+  }
+};
+
+void requireBuffers(std::initializer_list<const void*> ps, const char* what) {
+  for (const void* p : ps)
+    if (!p) throw ArgumentError(std::string("missing buffer in ") + what);
+}
+
+// ------------------------------------------------------------------ backward
+
+struct BackJob {
+  Dims d;
+  const float *dy, *x, *gamma;
+  StatsIn st;
+  double eps, wf, wb, invSqrtC;
+  float *dx, *dgamma, *dbeta;
+  Plan p;
+  const KernelTable* k;
+  float *gc, *U, *V, *Wc, *P, *Q, *T, *rf;
+  double *rowPart, *colPart, *slotAcc;  // slotAcc: [slot][C]{dgamma, dbeta}
+
+  void finCol(int64_t m, int64_t c, double Sdy, double Sdyxb, double Sdyxf, int slot) const {
+    const int64_t mc = m * d.C + c;
+    const double rb = 1.0 / std::sqrt(static_cast<double>(st.batchVar[mc]) + eps);
+    const double g = static_cast<double>(gamma[c]) * invSqrtC;
+    const double u = wb * rb;
+    U[mc] = static_cast<float>(u);
+    V[mc] = static_cast<float>(u * g * Sdy / static_cast<double>(d.B));
+    Wc[mc] = static_cast<float>(wb * rb * rb * rb * g * Sdyxb / static_cast<double>(d.B));
+    double* acc = slotAcc + static_cast<int64_t>(slot) * d.C * 2;
+    acc[c] += (wf * Sdyxf + wb * rb * Sdyxb) * invSqrtC;
+    acc[d.C + c] += Sdy;
+  }
+  void finRow(int64_t r, double Rg, double Rgxf) const {
+    const double f = 1.0 / std::sqrt(static_cast<double>(st.featureVar[r]) + eps);
+    const double pp = wf * f;
+    P[r] = static_cast<float>(pp);
+    Q[r] = static_cast<float>(pp * Rg / static_cast<double>(d.C));
+    T[r] = static_cast<float>(pp * f * f * Rgxf / static_cast<double>(d.C));
+  }
+
+  void statsTile(int64_t t, int slot) const {
+    int64_t m, c0, n, b0, rows;
+    p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t cb = c0 / p.cw, bb = b0 / p.bt;
+    const int64_t r0 = b0 * d.M + m;
+    double s[3][kTileCols];
+    BwdStatsTile bt;
+    bt.x = x + r0 * d.C + c0;
+    bt.dy = dy + r0 * d.C + c0;
+    bt.rows = rows;
+    bt.rowStride = d.M * d.C;
+    bt.n = n;
+    bt.gc = gc + c0;
+    bt.mub = st.batchMean + m * d.C + c0;
+    bt.muf = st.featureMean + r0;
+    bt.rf = rf + r0;
+    bt.coefStride = d.M;
+    bt.colSdy = s[0];
+    bt.colSdyxb = s[1];
+    bt.colSdyxf = s[2];
+    bt.rowOut = rowPart + (r0 * p.nCb + cb) * 2;
+    bt.rowOutStride = d.M * p.nCb * 2;
+    k->bwdStats(bt);
+    if (p.nBb == 1) {
+      for (int64_t j = 0; j < n; ++j) finCol(m, c0 + j, s[0][j], s[1][j], s[2][j], slot);
+    } else {
+      const int64_t MC = d.M * d.C;
+      double* p1 = colPart + bb * MC * 3 + m * d.C + c0;
+      for (int q = 0; q < 3; ++q) std::memcpy(p1 + q * MC, s[q], sizeof(double) * n);
+    }
+    if (p.nCb == 1) {
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t r = (b0 + i) * d.M + m;
+        finRow(r, rowPart[r * 2], rowPart[r * 2 + 1]);
+      }
+    }
+  }
+
+  void applyTile(int64_t t) const {
+    int64_t m, c0, n, b0, rows;
+    p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t mc = m * d.C + c0;
+    const int64_t r0 = b0 * d.M + m;
+    BwdApplyTile at;
+    at.x = x + r0 * d.C + c0;
+    at.dy = dy + r0 * d.C + c0;
+    at.dx = dx + r0 * d.C + c0;
+    at.rows = rows;
+    at.rowStride = d.M * d.C;
+    at.n = n;
+    at.gc = gc + c0;
+    at.U = U + mc;
+    at.V = V + mc;
+    at.Wc = Wc + mc;
+    at.mub = st.batchMean + mc;
+    at.P = P + r0;
+    at.Q = Q + r0;
+    at.T = T + r0;
+    at.muf = st.featureMean + r0;
+    at.coefStride = d.M;
+    k->bwdApply(at);
+  }
+
+  void run() {
+    const Dims& D = d;
+    const int64_t MC = D.M * D.C, BM = D.B * D.M;
+    const int slots = p.slots;
+    Arena& ar = tlsArena;
+    ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), 3 * sizeof(float) * size_t(MC), 4 * sizeof(float) * size_t(BM),
+                              sizeof(double) * size_t(BM * p.nCb * 2),
+                              p.nBb > 1 ? sizeof(double) * size_t(p.nBb * MC * 3) : 0,
+                              sizeof(double) * size_t(slots) * size_t(D.C) * 2}) +
+             10 * 64);
+    gc = ar.take<float>(D.C);
+    U = ar.take<float>(MC);
+    V = ar.take<float>(MC);
+    Wc = ar.take<float>(MC);
+    P = ar.take<float>(BM);
+    Q = ar.take<float>(BM);
+    T = ar.take<float>(BM);
+    rf = ar.take<float>(BM);
+    rowPart = ar.take<double>(BM * p.nCb * 2);
+    colPart = p.nBb > 1 ? ar.take<double>(p.nBb * MC * 3) : nullptr;
+    slotAcc = ar.take<double>(int64_t(slots) * D.C * 2);
+    std::fill(slotAcc, slotAcc + int64_t(slots) * D.C * 2, 0.0);
+    for (int64_t c = 0; c < D.C; ++c) gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
+    for (int64_t r = 0; r < BM; ++r) rf[r] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(st.featureVar[r]) + eps));
+
+    if (p.fused) {
+      parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int slot) {
+        for (int64_t t = b; t < e; ++t) statsTile(t, slot), applyTile(t);
+      });
+    } else {
+      parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int slot) {
+        for (int64_t t = b; t < e; ++t) statsTile(t, slot);
+      });
+      if (p.nBb > 1) {
+        // By column (all m of a column in one chunk) so each slot's accumulators see
+        // whole columns; the chunks split the feature axis.
+        const int64_t cg = std::max<int64_t>(16, (kChunkElems / 4) / std::max<int64_t>(1, D.M));
+        parallelFor(D.C, cg, slots, [&](int64_t b, int64_t e, int slot) {
+          for (int64_t m = 0; m < D.M; ++m)
+            for (int64_t c = b; c < e; ++c) {
+              const int64_t mc = m * D.C + c;
+              double s[3] = {0, 0, 0};
+              for (int64_t bb = 0; bb < p.nBb; ++bb)
+                for (int q = 0; q < 3; ++q) s[q] += colPart[bb * MC * 3 + q * MC + mc];
+              finCol(m, c, s[0], s[1], s[2], slot);
+            }
+        });
+      }
+      if (p.nCb > 1) {
+        parallelFor(BM, 4096, slots, [&](int64_t b, int64_t e, int) {
+          for (int64_t r = b; r < e; ++r) {
+            double Rg = 0, Rgxf = 0;
+            for (int64_t cb = 0; cb < p.nCb; ++cb) Rg += rowPart[(r * p.nCb + cb) * 2], Rgxf += rowPart[(r * p.nCb + cb) * 2 + 1];
+            finRow(r, Rg, Rgxf);
+          }
+        });
+      }
+      parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int) {
+        for (int64_t t = b; t < e; ++t) applyTile(t);
+      });
+    }
+    for (int64_t c = 0; c < D.C; ++c) {
+      double g = 0, bsum = 0;
+      for (int s = 0; s < slots; ++s) g += slotAcc[int64_t(s) * D.C * 2 + c], bsum += slotAcc[int64_t(s) * D.C * 2 + D.C + c];
+      dgamma[c] = static_cast<float>(g);
+      dbeta[c] = static_cast<float>(bsum);
+    }
+  }
+};
+
+void checkCommon(const Dims& d, double eps, double N) {
+  checkDims(d);
+  if (!(eps > 0) || !std::isfinite(eps)) throw ArgumentError("epsilon must be finite and > 0");
+  if (!(N >= 1) || !std::isfinite(N)) throw ArgumentError("batchSize must be a positive integer");
+}
+
+}  // namespace
+
+static void runNorm(NormJob& j, double batchSize) {
+  j.wf = weightFeature(batchSize);
+  j.wb = weightBatch(batchSize);
+  j.invSqrtC = 1.0 / std::sqrt(static_cast<double>(j.d.C));
+  j.needCol = !(j.use.batchMean && j.use.batchVar);
+  j.needRow = !(j.use.featureMean && j.use.featureVar);
+  j.p = makePlan(j.d, 4);
+  j.k = &activeKernels();
+  TrimOnExit trim;
+  j.run();
+}
+
+void cpuForward(const ForwardArgs& a) {
+  checkCommon(a.d, a.eps, a.batchSize);
+  requireBuffers({a.x, a.gamma, a.beta, a.y, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean, a.stats.featureVar},
+                 "forward");
+  NormJob j{};
+  j.d = a.d;
+  j.x = a.x, j.gamma = a.gamma, j.beta = a.beta, j.y = a.y;
+  j.eps = a.eps;
+  j.out = a.stats;
+  j.pop = nullptr;
+  runNorm(j, a.batchSize);
+}
+
+void cpuInfer(const InferArgs& a) {
+  checkCommon(a.d, a.eps, a.batchSize);
+  requireBuffers({a.x, a.gamma, a.beta, a.y}, "infer");
+  if ((a.use.batchMean && !a.population.batchMean) || (a.use.batchVar && !a.population.batchVar) ||
+      (a.use.featureMean && !a.population.featureMean) || (a.use.featureVar && !a.population.featureVar))
+    throw ArgumentError("missing population statistic in infer");
+  NormJob j{};
+  j.d = a.d;
+  j.x = a.x, j.gamma = a.gamma, j.beta = a.beta, j.y = a.y;
+  j.eps = a.eps;
+  j.pop = &a.population;
+  j.use = a.use;
+  runNorm(j, a.batchSize);
+}
+
+void cpuBackward(const BackwardArgs& a) {
+  checkCommon(a.d, a.eps, a.batchSize);
+  requireBuffers({a.dy, a.x, a.gamma, a.dx, a.dgamma, a.dbeta, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean,
+                  a.stats.featureVar},
+                 "backward");
+  BackJob j{};
+  j.d = a.d;
+  j.dy = a.dy, j.x = a.x, j.gamma = a.gamma;
+  j.st = a.stats;
+  j.eps = a.eps;
+  j.wf = weightFeature(a.batchSize);
+  j.wb = weightBatch(a.batchSize);
+  j.invSqrtC = 1.0 / std::sqrt(static_cast<double>(a.d.C));
+  j.dx = a.dx, j.dgamma = a.dgamma, j.dbeta = a.dbeta;
+  j.p = makePlan(a.d, 8);
+  j.k = &activeKernels();
+  TrimOnExit trim;
+  j.run();
+}
+
+}  // namespace bln

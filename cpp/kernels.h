@@ -1,0 +1,88 @@
+// The hot loops of the CPU path, one table per SIMD level (kernels_<level>.cpp).
+// A "tile" is a block of the [B, M, C] view with m fixed: `rows` rows (batch
+// positions b0..b0+rows) of `n` contiguous features (c0..c0+n). Consecutive rows
+// are `rowStride` = M*C floats apart. Per-row coefficient arrays are indexed by the
+// row r = b*M + m, so inside a tile they advance by `coefStride` = M.
+#pragma once
+
+#include <cstdint>
+
+#include "bln.h"
+
+namespace bln {
+
+// Widest tile (features) a kernel handles; its column accumulators live on the stack.
+constexpr int64_t kTileCols = 512;
+// Column sums are kept in float32 for at most this many rows, then added into double.
+constexpr int64_t kColFlushRows = 32;
+
+// Forward statistics by shifted sums. For each column j: S1 = sum_i (x - colShift[j]),
+// S2 = sum_i (x - colShift[j])^2; for each row i: the same around rowShift = row[-c0]
+// (the row's first element, so every tile of a row uses one shift).
+struct FwdStatsTile {
+  const float* x;
+  int64_t rows, rowStride, n, c0;
+  const float* colShift;  // n
+  double* colS1;          // n (written)
+  double* colS2;          // n (written)
+  double* rowOut;         // rowOut[i*rowOutStride + {0,1}] = {S1, S2} (written)
+  int64_t rowOutStride;
+};
+
+// y = gc*F*((x - mfh) - mfl) + A*((x - mbh) - mbl) + beta, with hi/lo means.
+struct FwdApplyTile {
+  const float* x;
+  float* y;
+  int64_t rows, rowStride, n;
+  const float *gc, *beta, *mbh, *mbl, *A;  // per column (n)
+  const float *F, *mfh, *mfl;              // per row, stride coefStride
+  int64_t coefStride;
+};
+
+// Backward reductions. Column j: Sdy = sum dy, Sdyxb = sum dy*(x - mub),
+// Sdyxf = sum dy*rf*(x - muf). Row i: Rg = sum dy*gc, Rgxf = sum dy*gc*(x - muf).
+struct BwdStatsTile {
+  const float* x;
+  const float* dy;
+  int64_t rows, rowStride, n;
+  const float *gc, *mub;       // per column (n)
+  const float *muf, *rf;       // per row, stride coefStride
+  int64_t coefStride;
+  double *colSdy, *colSdyxb, *colSdyxf;  // n (written)
+  double* rowOut;  // rowOut[i*rowOutStride + {0,1}] = {Rg, Rgxf} (written)
+  int64_t rowOutStride;
+};
+
+// dx = gc*dy*(P + U) - (Q + V) - T*(x - muf) - Wc*(x - mub)
+struct BwdApplyTile {
+  const float* x;
+  const float* dy;
+  float* dx;
+  int64_t rows, rowStride, n;
+  const float *gc, *U, *V, *Wc, *mub;  // per column (n)
+  const float *P, *Q, *T, *muf;        // per row, stride coefStride
+  int64_t coefStride;
+};
+
+struct KernelTable {
+  SimdLevel level;
+  int width;
+  // [0]: column and row sums, [1]: column sums only, [2]: row sums only.
+  void (*fwdStats[3])(const FwdStatsTile&);
+  void (*fwdApply)(const FwdApplyTile&);
+  void (*bwdStats)(const BwdStatsTile&);
+  void (*bwdApply)(const BwdApplyTile&);
+};
+
+KernelTable kernelTableScalar();
+#if defined(BLN_HAVE_X86)
+KernelTable kernelTableAvx2();
+KernelTable kernelTableAvx512();
+#endif
+#if defined(BLN_HAVE_NEON)
+KernelTable kernelTableNeon();
+#endif
+
+const KernelTable& activeKernels();
+
+}  // namespace bln

@@ -1,0 +1,202 @@
+// Kernel bodies, written once over a vector type V (simd.h). Each is instantiated
+// for V (full vectors) and finishes a row with VScalar (the tail), so every size,
+// C = 1 included, runs the same arithmetic. Included by kernels_<level>.cpp inside
+// an anonymous namespace (see simd.h).
+//
+// Numerics: forward sums are shifted sums (around a sample of the row/column), kept
+// in float32 only over short runs (a row tile, or kColFlushRows rows of a column)
+// and then added in double. Data with a large common offset (1e4 + N(0,1)) keeps
+// ~1e-6 relative accuracy that way.
+
+template <class V, bool COL, bool ROW>
+void fwdStatsKernel(const bln::FwdStatsTile& t) {
+  const int64_t n = t.n;
+  alignas(64) float f1[bln::kTileCols];
+  alignas(64) float f2[bln::kTileCols];
+  double d1[bln::kTileCols];
+  double d2[bln::kTileCols];
+  if (COL) {
+    for (int64_t j = 0; j < n; ++j) f1[j] = f2[j] = 0.f, d1[j] = d2[j] = 0.0;
+  }
+  const int64_t n2 = n - n % (2 * V::W);
+  const int64_t n1 = n - n % V::W;
+  int64_t sinceFlush = 0;
+  auto colStep = [&](auto v, int64_t j) {
+    using VV = decltype(v);
+    VV d = v - VV::load(t.colShift + j);
+    (VV::load(f1 + j) + d).store(f1 + j);
+    VV::fma(d, d, VV::load(f2 + j)).store(f2 + j);
+  };
+  for (int64_t i = 0; i < t.rows; ++i) {
+    const float* r = t.x + i * t.rowStride;
+    const float kr = ROW ? r[-t.c0] : 0.f;
+    const V ks = V::set1(kr);
+    V a1 = V::zero(), a2 = V::zero(), b1 = V::zero(), b2 = V::zero();
+    double rs1 = 0, rs2 = 0;
+    int64_t j = 0;
+    // Row lanes run in float32 over at most kRowRun vectors before going to double.
+    constexpr int64_t kRowRun = 64 * V::W;
+    while (j < n2) {
+      const int64_t segEnd = j + kRowRun < n2 ? j + kRowRun : n2;
+      for (; j < segEnd; j += 2 * V::W) {
+        V v = V::load(r + j);
+        V w = V::load(r + j + V::W);
+        if (COL) {
+          colStep(v, j);
+          colStep(w, j + V::W);
+        }
+        if (ROW) {
+          V e = v - ks, g = w - ks;
+          a1 = a1 + e;
+          a2 = V::fma(e, e, a2);
+          b1 = b1 + g;
+          b2 = V::fma(g, g, b2);
+        }
+      }
+      if (ROW && j < n2) {
+        rs1 += (a1 + b1).hsum(), rs2 += (a2 + b2).hsum();
+        a1 = a2 = b1 = b2 = V::zero();
+      }
+    }
+    for (; j < n1; j += V::W) {
+      V v = V::load(r + j);
+      if (COL) colStep(v, j);
+      if (ROW) {
+        V e = v - ks;
+        a1 = a1 + e;
+        a2 = V::fma(e, e, a2);
+      }
+    }
+    VScalar s1 = VScalar::zero(), s2 = VScalar::zero();
+    for (; j < n; ++j) {
+      VScalar v = VScalar::load(r + j);
+      if (COL) colStep(v, j);
+      if (ROW) {
+        VScalar e = v - VScalar::set1(kr);
+        s1 = s1 + e;
+        s2 = VScalar::fma(e, e, s2);
+      }
+    }
+    if (ROW) {
+      double* o = t.rowOut + i * t.rowOutStride;
+      o[0] = rs1 + (a1 + b1).hsum() + (double)s1.v;
+      o[1] = rs2 + (a2 + b2).hsum() + (double)s2.v;
+    }
+    if (COL && ++sinceFlush == bln::kColFlushRows) {
+      for (int64_t k = 0; k < n; ++k) d1[k] += f1[k], d2[k] += f2[k], f1[k] = f2[k] = 0.f;
+      sinceFlush = 0;
+    }
+  }
+  if (COL) {
+    for (int64_t k = 0; k < n; ++k) {
+      t.colS1[k] = d1[k] + f1[k];
+      t.colS2[k] = d2[k] + f2[k];
+    }
+  }
+}
+
+template <class V>
+void fwdApplyKernel(const bln::FwdApplyTile& t) {
+  const int64_t n = t.n;
+  const int64_t n1 = n - n % V::W;
+  for (int64_t i = 0; i < t.rows; ++i) {
+    const float* xr = t.x + i * t.rowStride;
+    float* yr = t.y + i * t.rowStride;
+    const float F = t.F[i * t.coefStride];
+    const float mh = t.mfh[i * t.coefStride];
+    const float ml = t.mfl[i * t.coefStride];
+    auto step = [&](auto xv, int64_t j) {
+      using VV = decltype(xv);
+      VV tb = (xv - VV::load(t.mbh + j)) - VV::load(t.mbl + j);
+      VV acc = VV::fma(VV::load(t.A + j), tb, VV::load(t.beta + j));
+      VV tf = (xv - VV::set1(mh)) - VV::set1(ml);
+      VV::fma(VV::load(t.gc + j) * VV::set1(F), tf, acc).store(yr + j);
+    };
+    int64_t j = 0;
+    for (; j < n1; j += V::W) step(V::load(xr + j), j);
+    for (; j < n; ++j) step(VScalar::load(xr + j), j);
+  }
+}
+
+template <class V>
+void bwdStatsKernel(const bln::BwdStatsTile& t) {
+  const int64_t n = t.n;
+  alignas(64) float f[3][bln::kTileCols];
+  double d[3][bln::kTileCols];
+  for (int k = 0; k < 3; ++k)
+    for (int64_t j = 0; j < n; ++j) f[k][j] = 0.f, d[k][j] = 0.0;
+  const int64_t n1 = n - n % V::W;
+  int64_t sinceFlush = 0;
+  for (int64_t i = 0; i < t.rows; ++i) {
+    const float* xr = t.x + i * t.rowStride;
+    const float* dr = t.dy + i * t.rowStride;
+    const float muf = t.muf[i * t.coefStride];
+    const float rf = t.rf[i * t.coefStride];
+    V g1 = V::zero(), g2 = V::zero();
+    VScalar h1 = VScalar::zero(), h2 = VScalar::zero();
+    auto step = [&](auto xv, auto dv, int64_t j, auto& r1, auto& r2) {
+      using VV = decltype(xv);
+      VV tf = xv - VV::set1(muf);
+      VV u = dv * VV::load(t.gc + j);
+      r1 = r1 + u;
+      r2 = VV::fma(u, tf, r2);
+      (VV::load(f[0] + j) + dv).store(f[0] + j);
+      VV::fma(dv, xv - VV::load(t.mub + j), VV::load(f[1] + j)).store(f[1] + j);
+      VV::fma(dv * VV::set1(rf), tf, VV::load(f[2] + j)).store(f[2] + j);
+    };
+    int64_t j = 0;
+    for (; j < n1; j += V::W) step(V::load(xr + j), V::load(dr + j), j, g1, g2);
+    for (; j < n; ++j) step(VScalar::load(xr + j), VScalar::load(dr + j), j, h1, h2);
+    double* o = t.rowOut + i * t.rowOutStride;
+    o[0] = g1.hsum() + (double)h1.v;
+    o[1] = g2.hsum() + (double)h2.v;
+    if (++sinceFlush == bln::kColFlushRows) {
+      for (int k = 0; k < 3; ++k)
+        for (int64_t c = 0; c < n; ++c) d[k][c] += f[k][c], f[k][c] = 0.f;
+      sinceFlush = 0;
+    }
+  }
+  double* outs[3] = {t.colSdy, t.colSdyxb, t.colSdyxf};
+  for (int k = 0; k < 3; ++k)
+    for (int64_t c = 0; c < n; ++c) outs[k][c] = d[k][c] + f[k][c];
+}
+
+template <class V>
+void bwdApplyKernel(const bln::BwdApplyTile& t) {
+  const int64_t n = t.n;
+  const int64_t n1 = n - n % V::W;
+  for (int64_t i = 0; i < t.rows; ++i) {
+    const float* xr = t.x + i * t.rowStride;
+    const float* dr = t.dy + i * t.rowStride;
+    float* outr = t.dx + i * t.rowStride;
+    const float P = t.P[i * t.coefStride];
+    const float Q = t.Q[i * t.coefStride];
+    const float T = t.T[i * t.coefStride];
+    const float muf = t.muf[i * t.coefStride];
+    auto step = [&](auto xv, auto dv, int64_t j) {
+      using VV = decltype(xv);
+      VV g = dv * VV::load(t.gc + j);
+      VV r = g * (VV::set1(P) + VV::load(t.U + j)) - (VV::set1(Q) + VV::load(t.V + j));
+      r = VV::fnma(VV::set1(T), xv - VV::set1(muf), r);
+      r = VV::fnma(VV::load(t.Wc + j), xv - VV::load(t.mub + j), r);
+      r.store(outr + j);
+    };
+    int64_t j = 0;
+    for (; j < n1; j += V::W) step(V::load(xr + j), V::load(dr + j), j);
+    for (; j < n; ++j) step(VScalar::load(xr + j), VScalar::load(dr + j), j);
+  }
+}
+
+template <class V>
+bln::KernelTable makeKernelTable(bln::SimdLevel level) {
+  bln::KernelTable k;
+  k.level = level;
+  k.width = V::W;
+  k.fwdStats[0] = &fwdStatsKernel<V, true, true>;
+  k.fwdStats[1] = &fwdStatsKernel<V, true, false>;
+  k.fwdStats[2] = &fwdStatsKernel<V, false, true>;
+  k.fwdApply = &fwdApplyKernel<V>;
+  k.bwdStats = &bwdStatsKernel<V>;
+  k.bwdApply = &bwdApplyKernel<V>;
+  return k;
+}

@@ -1,0 +1,97 @@
+// Thin vector wrappers: one type per SIMD level, the same small interface each.
+// Included only by the kernels_<level>.cpp translation units, inside an anonymous
+// namespace, so that nothing compiled with wider -m flags leaks into other code
+// through the linker's choice of inline functions.
+#pragma once
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+#if defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+
+struct VScalar {
+  static constexpr int W = 1;
+  float v;
+  static VScalar load(const float* p) { return {*p}; }
+  static VScalar set1(float s) { return {s}; }
+  static VScalar zero() { return {0.f}; }
+  void store(float* p) const { *p = v; }
+  friend VScalar operator+(VScalar a, VScalar b) { return {a.v + b.v}; }
+  friend VScalar operator-(VScalar a, VScalar b) { return {a.v - b.v}; }
+  friend VScalar operator*(VScalar a, VScalar b) { return {a.v * b.v}; }
+  // a*b + c, fused where the hardware has it.
+  // Plain a*b+c: the compiler contracts it to an FMA in TUs built with -mfma and
+  // never calls the slow software fmaf() in the baseline TU.
+  static VScalar fma(VScalar a, VScalar b, VScalar c) { return {a.v * b.v + c.v}; }
+  // c - a*b
+  static VScalar fnma(VScalar a, VScalar b, VScalar c) { return {c.v - a.v * b.v}; }
+  double hsum() const { return (double)v; }
+};
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+struct VAvx2 {
+  static constexpr int W = 8;
+  __m256 v;
+  static VAvx2 load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static VAvx2 set1(float s) { return {_mm256_set1_ps(s)}; }
+  static VAvx2 zero() { return {_mm256_setzero_ps()}; }
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+  friend VAvx2 operator+(VAvx2 a, VAvx2 b) { return {_mm256_add_ps(a.v, b.v)}; }
+  friend VAvx2 operator-(VAvx2 a, VAvx2 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+  friend VAvx2 operator*(VAvx2 a, VAvx2 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+  static VAvx2 fma(VAvx2 a, VAvx2 b, VAvx2 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+  static VAvx2 fnma(VAvx2 a, VAvx2 b, VAvx2 c) { return {_mm256_fnmadd_ps(a.v, b.v, c.v)}; }
+  double hsum() const {
+    // Sum the lanes in double so the horizontal step adds no float32 rounding.
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    __m256d s = _mm256_add_pd(lo, hi);
+    __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
+  }
+};
+#endif
+
+#if defined(__AVX512F__)
+struct VAvx512 {
+  static constexpr int W = 16;
+  __m512 v;
+  static VAvx512 load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static VAvx512 set1(float s) { return {_mm512_set1_ps(s)}; }
+  static VAvx512 zero() { return {_mm512_setzero_ps()}; }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  friend VAvx512 operator+(VAvx512 a, VAvx512 b) { return {_mm512_add_ps(a.v, b.v)}; }
+  friend VAvx512 operator-(VAvx512 a, VAvx512 b) { return {_mm512_sub_ps(a.v, b.v)}; }
+  friend VAvx512 operator*(VAvx512 a, VAvx512 b) { return {_mm512_mul_ps(a.v, b.v)}; }
+  static VAvx512 fma(VAvx512 a, VAvx512 b, VAvx512 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+  static VAvx512 fnma(VAvx512 a, VAvx512 b, VAvx512 c) { return {_mm512_fnmadd_ps(a.v, b.v, c.v)}; }
+  double hsum() const {
+    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+  }
+};
+#endif
+
+#if defined(__ARM_NEON)
+struct VNeon {
+  static constexpr int W = 4;
+  float32x4_t v;
+  static VNeon load(const float* p) { return {vld1q_f32(p)}; }
+  static VNeon set1(float s) { return {vdupq_n_f32(s)}; }
+  static VNeon zero() { return {vdupq_n_f32(0.f)}; }
+  void store(float* p) const { vst1q_f32(p, v); }
+  friend VNeon operator+(VNeon a, VNeon b) { return {vaddq_f32(a.v, b.v)}; }
+  friend VNeon operator-(VNeon a, VNeon b) { return {vsubq_f32(a.v, b.v)}; }
+  friend VNeon operator*(VNeon a, VNeon b) { return {vmulq_f32(a.v, b.v)}; }
+  static VNeon fma(VNeon a, VNeon b, VNeon c) { return {vfmaq_f32(c.v, a.v, b.v)}; }
+  static VNeon fnma(VNeon a, VNeon b, VNeon c) { return {vfmsq_f32(c.v, a.v, b.v)}; }
+  double hsum() const {
+    float64x2_t lo = vcvt_f64_f32(vget_low_f32(v));
+    float64x2_t hi = vcvt_high_f64_f32(v);
+    return vaddvq_f64(vaddq_f64(lo, hi));
+  }
+};
+#endif

@@ -1,0 +1,151 @@
+// C++ check of the core against a float64 reference of BLN-SPEC.md, at every SIMD
+// level this CPU runs and at 1 and all threads. Used by valgrind/sanitizer runs
+// (no Node involved). Exit status 0 when every case is within the spec's bounds.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "bln.h"
+
+using std::vector;
+
+struct Ref {
+  vector<double> y, mb, vb, mf, vf, dx, dg, db;
+};
+
+static Ref reference(const vector<float>& x, const vector<float>& dy, const vector<float>& g, const vector<float>& be,
+                     int64_t B, int64_t M, int64_t C, double eps, double N) {
+  Ref r;
+  const double wf = 1.0 / N - 1e-4, wb = 1.0 - (1.0 / N + 1e-4), sc = std::sqrt((double)C);
+  r.mb.assign(M * C, 0), r.vb.assign(M * C, 0), r.mf.assign(B * M, 0), r.vf.assign(B * M, 0);
+  auto X = [&](int64_t b, int64_t m, int64_t c) { return (double)x[(b * M + m) * C + c]; };
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t c = 0; c < C; ++c) {
+      double s = 0;
+      for (int64_t b = 0; b < B; ++b) s += X(b, m, c);
+      double mu = s / B, v = 0;
+      for (int64_t b = 0; b < B; ++b) v += (X(b, m, c) - mu) * (X(b, m, c) - mu);
+      r.mb[m * C + c] = mu, r.vb[m * C + c] = v / B;
+    }
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t m = 0; m < M; ++m) {
+      double s = 0;
+      for (int64_t c = 0; c < C; ++c) s += X(b, m, c);
+      double mu = s / C, v = 0;
+      for (int64_t c = 0; c < C; ++c) v += (X(b, m, c) - mu) * (X(b, m, c) - mu);
+      r.mf[b * M + m] = mu, r.vf[b * M + m] = v / C;
+    }
+  int64_t n = B * M * C;
+  r.y.assign(n, 0), r.dx.assign(n, 0), r.dg.assign(C, 0), r.db.assign(C, 0);
+  vector<double> xf(n), xb(n), gg(n);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t c = 0; c < C; ++c) {
+        int64_t i = (b * M + m) * C + c;
+        xf[i] = (X(b, m, c) - r.mf[b * M + m]) / std::sqrt(r.vf[b * M + m] + eps);
+        xb[i] = (X(b, m, c) - r.mb[m * C + c]) / std::sqrt(r.vb[m * C + c] + eps);
+        double yh = wf * xf[i] + wb * xb[i];
+        r.y[i] = g[c] * yh / sc + be[c];
+        gg[i] = dy[i] * g[c] / sc;
+        r.db[c] += dy[i];
+        r.dg[c] += dy[i] * yh / sc;
+      }
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t m = 0; m < M; ++m) {
+      double s1 = 0, s2 = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        int64_t i = (b * M + m) * C + c;
+        s1 += gg[i], s2 += gg[i] * xf[i];
+      }
+      double sf = std::sqrt(r.vf[b * M + m] + eps);
+      for (int64_t c = 0; c < C; ++c) {
+        int64_t i = (b * M + m) * C + c;
+        r.dx[i] += wf * (gg[i] - s1 / C - xf[i] * s2 / C) / sf;
+      }
+    }
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t c = 0; c < C; ++c) {
+      double s1 = 0, s2 = 0;
+      for (int64_t b = 0; b < B; ++b) {
+        int64_t i = (b * M + m) * C + c;
+        s1 += gg[i], s2 += gg[i] * xb[i];
+      }
+      double sb = std::sqrt(r.vb[m * C + c] + eps);
+      for (int64_t b = 0; b < B; ++b) {
+        int64_t i = (b * M + m) * C + c;
+        r.dx[i] += wb * (gg[i] - s1 / B - xb[i] * s2 / B) / sb;
+      }
+    }
+  return r;
+}
+
+static double relErr(const vector<float>& got, const vector<double>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    double d = (double)got[i] - ref[i];
+    num += d * d, den += ref[i] * ref[i];
+  }
+  if (std::isnan(num)) return INFINITY;
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+int main(int argc, char** argv) {
+  std::mt19937_64 rng(argc > 1 ? std::atoll(argv[1]) : 12345);
+  struct Case { int64_t B, M, C; double offset; };
+  vector<Case> cases = {{1, 1, 1, 0},   {25, 1, 84, 0},  {3, 7, 13, 0},    {1, 5, 33, 0},    {40, 3, 1, 0},
+                        {25, 196, 6, 0}, {7, 2, 1100, 0}, {130, 1, 17, 0},  {300, 1, 9, 0},   {64, 5, 600, 0},
+                        {33, 4, 31, 1e4}, {9, 1, 2049, 1e4}, {100, 2, 515, 0}, {2, 3000, 5, 0}};
+  int failures = 0, checks = 0;
+  vector<bln::SimdLevel> levels;
+  for (int l = 0; l < 4; ++l)
+    if (bln::simdSupported((bln::SimdLevel)l)) levels.push_back((bln::SimdLevel)l);
+  for (auto lvl : levels)
+    for (int threads : {1, bln::maxThreads()})
+      for (const Case& cs : cases) {
+        bln::setSimdLevel(lvl);
+        bln::setThreads(threads);
+        const int64_t B = cs.B, M = cs.M, C = cs.C, n = B * M * C;
+        std::normal_distribution<float> nd(0.f, 1.f);
+        vector<float> x(n), dy(n), g(C), be(C);
+        for (auto& v : x) v = (float)(cs.offset + nd(rng));
+        for (auto& v : dy) v = nd(rng);
+        for (auto& v : g) v = 1.f + 0.3f * nd(rng);
+        for (auto& v : be) v = 0.2f * nd(rng);
+        const double eps = 1e-3, N = (double)B;
+        Ref r = reference(x, dy, g, be, B, M, C, eps, N);
+        vector<float> y(n, NAN), mb(M * C, NAN), vb(M * C, NAN), mf(B * M, NAN), vf(B * M, NAN);
+        bln::ForwardArgs fa;
+        fa.d = {B, M, C};
+        fa.x = x.data(), fa.gamma = g.data(), fa.beta = be.data(), fa.eps = eps, fa.batchSize = N, fa.y = y.data();
+        fa.stats = {mb.data(), vb.data(), mf.data(), vf.data()};
+        bln::cpuForward(fa);
+        vector<float> dx(n, NAN), dg(C, NAN), db(C, NAN);
+        bln::BackwardArgs ba;
+        ba.d = fa.d;
+        ba.dy = dy.data(), ba.x = x.data(), ba.gamma = g.data(), ba.eps = eps, ba.batchSize = N;
+        ba.stats = {mb.data(), vb.data(), mf.data(), vf.data()};
+        ba.dx = dx.data(), ba.dgamma = dg.data(), ba.dbeta = db.data();
+        bln::cpuBackward(ba);
+        vector<float> yi(n, NAN);
+        bln::InferArgs ia;
+        ia.d = fa.d;
+        ia.x = x.data(), ia.gamma = g.data(), ia.beta = be.data(), ia.eps = eps, ia.batchSize = N, ia.y = yi.data();
+        bln::cpuInfer(ia);
+        const double tv = cs.offset ? 3e-3 : 1e-5, tg = cs.offset ? 3e-3 : 1e-4;
+        struct { const char* name; double err, tol; } res[] = {
+            {"y", relErr(y, r.y), tv},       {"batchMean", relErr(mb, r.mb), 1e-5}, {"batchVar", relErr(vb, r.vb), tv},
+            {"featMean", relErr(mf, r.mf), 1e-5}, {"featVar", relErr(vf, r.vf), tv}, {"infer", relErr(yi, r.y), tv},
+            {"dx", relErr(dx, r.dx), tg},    {"dgamma", relErr(dg, r.dg), tg},    {"dbeta", relErr(db, r.db), tg}};
+        for (auto& e : res) {
+          ++checks;
+          bool ok = e.err <= e.tol;
+          if (!ok) ++failures;
+          if (!ok || std::getenv("VERBOSE"))
+            std::printf("%s %-6s t=%d [%lld,%lld,%lld]+%g %-9s err=%.3g tol=%.0e\n", ok ? "ok  " : "FAIL",
+                        bln::simdName(lvl), threads, (long long)B, (long long)M, (long long)C, cs.offset, e.name, e.err, e.tol);
+        }
+      }
+  std::printf("%d passed, %d failed\n", checks - failures, failures);
+  return failures ? 1 : 0;
+}
