@@ -95,27 +95,43 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
   }
 }
 
+// Writes val(x, j) for j in [0, n) of one row: plain stores, or non-temporal stores
+// on the aligned middle of the row (large outputs that will not be re-read soon).
+template <class V, class Val>
+inline void writeRow(float* out, int64_t n, bool stream, const Val& val) {
+  int64_t j = 0;
+  if (stream && V::W > 1) {
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(out);
+    const uintptr_t bytes = sizeof(float) * V::W;
+    int64_t peel = (addr % sizeof(float)) ? n : static_cast<int64_t>(((bytes - addr % bytes) % bytes) / sizeof(float));
+    if (peel > n) peel = n;
+    for (; j < peel; ++j) val(VScalar{}, j).store(out + j);
+    for (; j + V::W <= n; j += V::W) val(V{}, j).stream(out + j);
+  } else {
+    for (; j + V::W <= n; j += V::W) val(V{}, j).store(out + j);
+  }
+  for (; j < n; ++j) val(VScalar{}, j).store(out + j);
+}
+
 template <class V>
 void fwdApplyKernel(const bln::FwdApplyTile& t) {
   const int64_t n = t.n;
-  const int64_t n1 = n - n % V::W;
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* xr = t.x + i * t.rowStride;
     float* yr = t.y + i * t.rowStride;
     const float F = t.F[i * t.coefStride];
     const float mh = t.mfh[i * t.coefStride];
     const float ml = t.mfl[i * t.coefStride];
-    auto step = [&](auto xv, int64_t j) {
-      using VV = decltype(xv);
+    writeRow<V>(yr, n, t.stream, [&](auto tag, int64_t j) {
+      using VV = decltype(tag);
+      VV xv = VV::load(xr + j);
       VV tb = (xv - VV::load(t.mbh + j)) - VV::load(t.mbl + j);
       VV acc = VV::fma(VV::load(t.A + j), tb, VV::load(t.beta + j));
       VV tf = (xv - VV::set1(mh)) - VV::set1(ml);
-      VV::fma(VV::load(t.gc + j) * VV::set1(F), tf, acc).store(yr + j);
-    };
-    int64_t j = 0;
-    for (; j < n1; j += V::W) step(V::load(xr + j), j);
-    for (; j < n; ++j) step(VScalar::load(xr + j), j);
+      return VV::fma(VV::load(t.gc + j) * VV::set1(F), tf, acc);
+    });
   }
+  if (t.stream) V::fence();
 }
 
 template <class V>
@@ -164,7 +180,6 @@ void bwdStatsKernel(const bln::BwdStatsTile& t) {
 template <class V>
 void bwdApplyKernel(const bln::BwdApplyTile& t) {
   const int64_t n = t.n;
-  const int64_t n1 = n - n % V::W;
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* xr = t.x + i * t.rowStride;
     const float* dr = t.dy + i * t.rowStride;
@@ -173,18 +188,16 @@ void bwdApplyKernel(const bln::BwdApplyTile& t) {
     const float Q = t.Q[i * t.coefStride];
     const float T = t.T[i * t.coefStride];
     const float muf = t.muf[i * t.coefStride];
-    auto step = [&](auto xv, auto dv, int64_t j) {
-      using VV = decltype(xv);
-      VV g = dv * VV::load(t.gc + j);
+    writeRow<V>(outr, n, t.stream, [&](auto tag, int64_t j) {
+      using VV = decltype(tag);
+      VV xv = VV::load(xr + j);
+      VV g = VV::load(dr + j) * VV::load(t.gc + j);
       VV r = g * (VV::set1(P) + VV::load(t.U + j)) - (VV::set1(Q) + VV::load(t.V + j));
       r = VV::fnma(VV::set1(T), xv - VV::set1(muf), r);
-      r = VV::fnma(VV::load(t.Wc + j), xv - VV::load(t.mub + j), r);
-      r.store(outr + j);
-    };
-    int64_t j = 0;
-    for (; j < n1; j += V::W) step(V::load(xr + j), V::load(dr + j), j);
-    for (; j < n; ++j) step(VScalar::load(xr + j), VScalar::load(dr + j), j);
+      return VV::fnma(VV::load(t.Wc + j), xv - VV::load(t.mub + j), r);
+    });
   }
+  if (t.stream) V::fence();
 }
 
 template <class V>

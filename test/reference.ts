@@ -1,0 +1,440 @@
+// Float64 reference implementation of BLN-SPEC.md, written from the spec's formulas
+// (not from the C++), plus the helpers the test files share.
+//
+// Layout: x has shape [B, d1..dk, C], row-major; viewed as [B, M, C] with
+// index (b, m, c) -> (b * M + m) * C + c.
+
+export type Num = ArrayLike<number>;
+
+export interface Dims {
+  B: number;
+  M: number;
+  C: number;
+  size: number;
+}
+
+export function dims(shape: readonly number[]): Dims {
+  const B = shape[0]!;
+  const C = shape[shape.length - 1]!;
+  let size = 1;
+  for (const d of shape) size *= d;
+  return { B, C, M: size / (B * C), size };
+}
+
+export interface RefStats {
+  batchMean: Float64Array; // M*C
+  batchVar: Float64Array; // M*C, biased
+  featureMean: Float64Array; // B*M
+  featureVar: Float64Array; // B*M, biased
+}
+
+export const DEFAULT_EPS = 1e-3;
+
+/** Mixing weights of the spec: wf = 1/N - 1e-4, wb = 1 - (1/N + 1e-4). */
+export function weights(N: number): { wf: number; wb: number } {
+  return { wf: 1 / N - 1e-4, wb: 1 - (1 / N + 1e-4) };
+}
+
+/** The four biased mini-batch statistics, two-pass in float64. */
+export function refStats(x: Num, shape: readonly number[]): RefStats {
+  const { B, M, C } = dims(shape);
+  const batchMean = new Float64Array(M * C);
+  const batchVar = new Float64Array(M * C);
+  const featureMean = new Float64Array(B * M);
+  const featureVar = new Float64Array(B * M);
+  for (let m = 0; m < M; m++)
+    for (let c = 0; c < C; c++) {
+      let s = 0;
+      for (let b = 0; b < B; b++) s += x[(b * M + m) * C + c]!;
+      const mu = s / B;
+      let v = 0;
+      for (let b = 0; b < B; b++) {
+        const d = x[(b * M + m) * C + c]! - mu;
+        v += d * d;
+      }
+      batchMean[m * C + c] = mu;
+      batchVar[m * C + c] = v / B;
+    }
+  for (let b = 0; b < B; b++)
+    for (let m = 0; m < M; m++) {
+      const row = (b * M + m) * C;
+      let s = 0;
+      for (let c = 0; c < C; c++) s += x[row + c]!;
+      const mu = s / C;
+      let v = 0;
+      for (let c = 0; c < C; c++) {
+        const d = x[row + c]! - mu;
+        v += d * d;
+      }
+      featureMean[b * M + m] = mu;
+      featureVar[b * M + m] = v / C;
+    }
+  return { batchMean, batchVar, featureMean, featureVar };
+}
+
+/**
+ * Normalisation with explicit statistics.
+ * bm/bv: length M*C. fm/fv: per (b, m); `featurePerM` says they have length M
+ * (population feature statistics) rather than B*M.
+ */
+function normalize(
+  x: Num,
+  shape: readonly number[],
+  gamma: Num,
+  beta: Num,
+  bm: Num,
+  bv: Num,
+  fm: Num,
+  fv: Num,
+  fmPerM: boolean,
+  fvPerM: boolean,
+  eps: number,
+  N: number,
+): { y: Float64Array; yhat: Float64Array; xb: Float64Array; xf: Float64Array } {
+  const { B, M, C, size } = dims(shape);
+  const { wf, wb } = weights(N);
+  const y = new Float64Array(size);
+  const yhat = new Float64Array(size);
+  const xb = new Float64Array(size);
+  const xf = new Float64Array(size);
+  const rs = 1 / Math.sqrt(C);
+  for (let b = 0; b < B; b++)
+    for (let m = 0; m < M; m++) {
+      const f = b * M + m;
+      const mf = fmPerM ? fm[m]! : fm[f]!;
+      const sf = Math.sqrt((fvPerM ? fv[m]! : fv[f]!) + eps);
+      for (let c = 0; c < C; c++) {
+        const i = f * C + c;
+        const xbi = (x[i]! - bm[m * C + c]!) / Math.sqrt(bv[m * C + c]! + eps);
+        const xfi = (x[i]! - mf) / sf;
+        const yh = wf * xfi + wb * xbi;
+        xb[i] = xbi;
+        xf[i] = xfi;
+        yhat[i] = yh;
+        y[i] = (gamma[c]! * yh) * rs + beta[c]!;
+      }
+    }
+  return { y, yhat, xb, xf };
+}
+
+export interface RefForward {
+  y: Float64Array;
+  stats: RefStats;
+  yhat: Float64Array;
+  xb: Float64Array;
+  xf: Float64Array;
+}
+
+export function refForward(x: Num, shape: readonly number[], gamma: Num, beta: Num, eps = DEFAULT_EPS, N?: number): RefForward {
+  const stats = refStats(x, shape);
+  const n = normalize(x, shape, gamma, beta, stats.batchMean, stats.batchVar, stats.featureMean, stats.featureVar, false, false, eps, N ?? shape[0]!);
+  return { ...n, stats };
+}
+
+export interface RefBackward {
+  dx: Float64Array;
+  dgamma: Float64Array;
+  dbeta: Float64Array;
+}
+
+/**
+ * Backward by the spec's formulas. Statistics are recomputed from x in float64
+ * unless given (biased, the forward's).
+ */
+export function refBackward(dy: Num, x: Num, shape: readonly number[], gamma: Num, eps = DEFAULT_EPS, N?: number, stats?: { batchMean: Num; batchVar: Num; featureMean: Num; featureVar: Num }): RefBackward {
+  const { B, M, C, size } = dims(shape);
+  const s = stats ?? refStats(x, shape);
+  const zeros = new Float64Array(C);
+  const { yhat, xb, xf } = normalize(x, shape, gamma, zeros, s.batchMean, s.batchVar, s.featureMean, s.featureVar, false, false, eps, N ?? B);
+  const { wf, wb } = weights(N ?? B);
+  const rs = 1 / Math.sqrt(C);
+  const dgamma = new Float64Array(C);
+  const dbeta = new Float64Array(C);
+  const g = new Float64Array(size);
+  for (let i = 0; i < size; i++) {
+    const c = i % C;
+    dbeta[c]! += dy[i]!;
+    dgamma[c]! += (dy[i]! * yhat[i]!) * rs;
+    g[i] = (dy[i]! * gamma[c]!) * rs;
+  }
+  const dxf = new Float64Array(size);
+  for (let f = 0; f < B * M; f++) {
+    const row = f * C;
+    const sf = Math.sqrt(s.featureVar[f]! + eps);
+    let mg = 0;
+    let mgx = 0;
+    for (let c = 0; c < C; c++) {
+      mg += g[row + c]!;
+      mgx += g[row + c]! * xf[row + c]!;
+    }
+    mg /= C;
+    mgx /= C;
+    for (let c = 0; c < C; c++) dxf[row + c] = (g[row + c]! - mg - xf[row + c]! * mgx) / sf;
+  }
+  const dx = new Float64Array(size);
+  for (let m = 0; m < M; m++)
+    for (let c = 0; c < C; c++) {
+      const sb = Math.sqrt(s.batchVar[m * C + c]! + eps);
+      let mg = 0;
+      let mgx = 0;
+      for (let b = 0; b < B; b++) {
+        const i = (b * M + m) * C + c;
+        mg += g[i]!;
+        mgx += g[i]! * xb[i]!;
+      }
+      mg /= B;
+      mgx /= B;
+      for (let b = 0; b < B; b++) {
+        const i = (b * M + m) * C + c;
+        const dxb = (g[i]! - mg - xb[i]! * mgx) / sb;
+        dx[i] = wf * dxf[i]! + wb * dxb;
+      }
+    }
+  return { dx, dgamma, dbeta };
+}
+
+export interface Use {
+  batchMean: boolean;
+  batchVar: boolean;
+  featureMean: boolean;
+  featureVar: boolean;
+}
+
+export interface PopLike {
+  batchMean: Num; // M*C
+  batchVar: Num; // M*C
+  featureMean: Num; // M
+  featureVar: Num; // M
+}
+
+/** Inference: each statistic from the population where `use` says so, else from x. */
+export function refInfer(x: Num, shape: readonly number[], gamma: Num, beta: Num, pop: PopLike, use: Use, eps = DEFAULT_EPS, N?: number): Float64Array {
+  const s = refStats(x, shape);
+  return normalize(
+    x,
+    shape,
+    gamma,
+    beta,
+    use.batchMean ? pop.batchMean : s.batchMean,
+    use.batchVar ? pop.batchVar : s.batchVar,
+    use.featureMean ? pop.featureMean : s.featureMean,
+    use.featureVar ? pop.featureVar : s.featureVar,
+    use.featureMean,
+    use.featureVar,
+    eps,
+    N ?? shape[0]!,
+  ).y;
+}
+
+/** All 16 `use` configurations. */
+export function allUses(): Use[] {
+  const out: Use[] = [];
+  for (let k = 0; k < 16; k++)
+    out.push({ batchMean: !!(k & 1), batchVar: !!(k & 2), featureMean: !!(k & 4), featureVar: !!(k & 8) });
+  return out;
+}
+
+/**
+ * Population per the spec: averages over steps; batchVar corrected by B/(B-1)
+ * (none at B = 1), feature stats averaged over b too and featureVar corrected
+ * by C/(C-1) (none at C = 1). B of each step is featureMean.length / M.
+ */
+export function refPopulation(steps: { batchMean: Num; batchVar: Num; featureMean: Num; featureVar: Num }[], M: number, C: number): { batchMean: Float64Array; batchVar: Float64Array; featureMean: Float64Array; featureVar: Float64Array } {
+  const batchMean = new Float64Array(M * C);
+  const batchVar = new Float64Array(M * C);
+  const featureMean = new Float64Array(M);
+  const featureVar = new Float64Array(M);
+  const n = steps.length;
+  for (const s of steps) {
+    const B = s.featureMean.length / M;
+    const cb = B === 1 ? 1 : B / (B - 1);
+    const cc = C === 1 ? 1 : C / (C - 1);
+    for (let i = 0; i < M * C; i++) {
+      batchMean[i]! += s.batchMean[i]! / n;
+      batchVar[i]! += (s.batchVar[i]! * cb) / n;
+    }
+    for (let m = 0; m < M; m++) {
+      let a = 0;
+      let v = 0;
+      for (let b = 0; b < B; b++) {
+        a += s.featureMean[b * M + m]!;
+        v += s.featureVar[b * M + m]!;
+      }
+      featureMean[m]! += a / B / n;
+      featureVar[m]! += ((v / B) * cc) / n;
+    }
+  }
+  return { batchMean, batchVar, featureMean, featureVar };
+}
+
+// ------------------------------------------------------------------ helpers
+
+/**
+ * ||got - ref|| / ||ref||; the absolute norm ||got - ref|| where ||ref|| = 0.
+ * Infinity when got is not finite where ref is finite (NaN never passes), when
+ * ref is NaN and got is not, or when the lengths differ.
+ */
+export function relErr(got: Num, ref: Num): number {
+  if (got.length !== ref.length) return Infinity;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const g = got[i]!;
+    const r = ref[i]!;
+    if (Number.isNaN(r)) {
+      if (!Number.isNaN(g)) return Infinity;
+      continue;
+    }
+    if (!Number.isFinite(r)) {
+      if (g !== r) return Infinity;
+      continue;
+    }
+    if (!Number.isFinite(g)) return Infinity;
+    num += (g - r) * (g - r);
+    den += r * r;
+  }
+  if (den === 0) return Math.sqrt(num);
+  return Math.sqrt(num / den);
+}
+
+/** Throws (with context, e.g. the seed) when relErr(got, ref) > tol. */
+export function expectClose(got: Num, ref: Num, tol: number, context: string): void {
+  const e = relErr(got, ref);
+  if (!(e <= tol)) {
+    const firstBad = firstNonFinite(got);
+    throw new Error(
+      `relErr ${e} > ${tol} (${context})` +
+        (got.length !== ref.length ? ` length ${got.length} != ${ref.length}` : '') +
+        (firstBad >= 0 ? ` first non-finite at ${firstBad}` : ''),
+    );
+  }
+}
+
+function firstNonFinite(a: Num): number {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i;
+  return -1;
+}
+
+/** Bitwise equality of two Float32Arrays (any views). */
+export function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
+  return true;
+}
+
+export function expectSameBits(a: Float32Array, b: Float32Array, context: string): void {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length} (${context})`);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++)
+    if (ua[i] !== ub[i]) throw new Error(`not bitwise equal at ${i}: ${a[i]} vs ${b[i]} (${context})`);
+}
+
+/** mulberry32: a small seeded uniform RNG in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class Rng {
+  private readonly u: () => number;
+  private spare: number | undefined;
+  constructor(readonly seed: number) {
+    this.u = mulberry32(seed);
+  }
+  uniform(): number {
+    return this.u();
+  }
+  /** Integer in [lo, hi]. */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.u() * (hi - lo + 1));
+  }
+  /** Standard normal (Box-Muller). */
+  normal(): number {
+    if (this.spare !== undefined) {
+      const s = this.spare;
+      this.spare = undefined;
+      return s;
+    }
+    let u1 = this.u();
+    while (u1 <= 1e-300) u1 = this.u();
+    const u2 = this.u();
+    const r = Math.sqrt(-2 * Math.log(u1));
+    this.spare = r * Math.sin(2 * Math.PI * u2);
+    return r * Math.cos(2 * Math.PI * u2);
+  }
+  /** Float32Array of n values mean + scale * N(0,1). */
+  normals(n: number, mean = 0, scale = 1): Float32Array {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = mean + scale * this.normal();
+    return a;
+  }
+  uniforms(n: number, lo: number, hi: number): Float32Array {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * this.u();
+    return a;
+  }
+}
+
+/** A seed for tests that are not driven by fast-check (printed on failure by the callers). */
+export function freshSeed(): number {
+  return (Date.now() ^ Math.floor(Math.random() * 0x7fffffff)) >>> 0;
+}
+
+/** A Float32Array filled with NaN, to prove every element of an out buffer is written. */
+export function poisoned(n: number): Float32Array {
+  return new Float32Array(n).fill(NaN);
+}
+
+export function sizeOf(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Random inputs for one forward/backward/infer call. */
+export interface Inputs {
+  shape: number[];
+  x: Float32Array;
+  gamma: Float32Array;
+  beta: Float32Array;
+  dy: Float32Array;
+}
+
+export function makeInputs(rng: Rng, shape: readonly number[], xMean = 0, xScale = 1): Inputs {
+  const size = sizeOf(shape);
+  const C = shape[shape.length - 1]!;
+  return {
+    shape: [...shape],
+    x: rng.normals(size, xMean, xScale),
+    gamma: rng.normals(C, 1, 0.5),
+    beta: rng.normals(C, 0, 0.5),
+    dy: rng.normals(size),
+  };
+}
+
+/** Copies `a` into a bigger buffer at element offset k and returns the view. */
+export function atOffset(a: Float32Array, k: number, fill = 7.25): Float32Array {
+  const big = new Float32Array(a.length + k + 5).fill(fill);
+  const v = big.subarray(k, k + a.length);
+  v.set(a);
+  return v;
+}
+
+/** A SharedArrayBuffer-backed copy of `a`. */
+export function shared(a: Float32Array): Float32Array {
+  const v = new Float32Array(new SharedArrayBuffer(a.byteLength));
+  v.set(a);
+  return v;
+}
+
+/** ctx string for failure messages. */
+export function ctx(seed: number, shape: readonly number[], extra = ''): string {
+  return `seed=${seed} shape=[${shape.join(', ')}]${extra ? ' ' + extra : ''}`;
+}
