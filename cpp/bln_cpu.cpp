@@ -81,7 +81,6 @@ struct Plan {
   int64_t bt, nBb;  // row blocks
   int64_t tiles;
   bool fused;
-  bool stream;  // outputs large enough for non-temporal stores
   int slots;
   int64_t tileGrain;  // tiles per parallel chunk
 
@@ -95,14 +94,6 @@ struct Plan {
     *rows = std::min(bt, B - *b0);
   }
 };
-
-int64_t streamBytes() {
-  static const int64_t v = [] {
-    const char* s = std::getenv("BLN_STREAM_BYTES");
-    return s ? std::atoll(s) : int64_t(8) << 20;
-  }();
-  return v;
-}
 
 Plan makePlan(const Dims& d, int64_t bytesPerElem) {
   Plan p;
@@ -121,7 +112,6 @@ Plan makePlan(const Dims& d, int64_t bytesPerElem) {
   p.bt = (d.B + p.nBb - 1) / p.nBb;
   p.nBb = (d.B + p.bt - 1) / p.bt;
   p.tiles = d.M * p.nCb * p.nBb;
-  p.stream = numel * int64_t(sizeof(float)) >= streamBytes();
   p.fused = p.nCb == 1 && p.nBb == 1 && d.B * d.C * bytesPerElem <= kFuseBytes;
   const int64_t tileElems = std::max<int64_t>(1, p.bt * p.cw);
   p.tileGrain = std::max<int64_t>(1, kChunkElems / tileElems);
@@ -244,7 +234,6 @@ struct NormJob {
     at.mfh = mfh + r0;
     at.mfl = mfl + r0;
     at.coefStride = d.M;
-    at.stream = p.stream;
     k->fwdApply(at);
   }
 
@@ -409,7 +398,6 @@ struct BackJob {
     at.T = T + r0;
     at.muf = st.featureMean + r0;
     at.coefStride = d.M;
-    at.stream = p.stream;
     k->bwdApply(at);
   }
 

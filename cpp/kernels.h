@@ -37,7 +37,6 @@ struct FwdApplyTile {
   const float *gc, *beta, *mbh, *mbl, *A;  // per column (n)
   const float *F, *mfh, *mfl;              // per row, stride coefStride
   int64_t coefStride;
-  bool stream;  // non-temporal stores for y
 };
 
 // Backward reductions. Column j: Sdy = sum dy, Sdyxb = sum dy*(x - mub),
@@ -63,7 +62,6 @@ struct BwdApplyTile {
   const float *gc, *U, *V, *Wc, *mub;  // per column (n)
   const float *P, *Q, *T, *muf;        // per row, stride coefStride
   int64_t coefStride;
-  bool stream;  // non-temporal stores for dx
 };
 
 struct KernelTable {

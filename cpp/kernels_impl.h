@@ -95,21 +95,11 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
   }
 }
 
-// Writes val(x, j) for j in [0, n) of one row: plain stores, or non-temporal stores
-// on the aligned middle of the row (large outputs that will not be re-read soon).
+// Writes val(x, j) for j in [0, n) of one row: full vectors, then the scalar tail.
 template <class V, class Val>
-inline void writeRow(float* out, int64_t n, bool stream, const Val& val) {
+inline void writeRow(float* out, int64_t n, const Val& val) {
   int64_t j = 0;
-  if (stream && V::W > 1) {
-    const uintptr_t addr = reinterpret_cast<uintptr_t>(out);
-    const uintptr_t bytes = sizeof(float) * V::W;
-    int64_t peel = (addr % sizeof(float)) ? n : static_cast<int64_t>(((bytes - addr % bytes) % bytes) / sizeof(float));
-    if (peel > n) peel = n;
-    for (; j < peel; ++j) val(VScalar{}, j).store(out + j);
-    for (; j + V::W <= n; j += V::W) val(V{}, j).stream(out + j);
-  } else {
-    for (; j + V::W <= n; j += V::W) val(V{}, j).store(out + j);
-  }
+  for (; j + V::W <= n; j += V::W) val(V{}, j).store(out + j);
   for (; j < n; ++j) val(VScalar{}, j).store(out + j);
 }
 
@@ -122,7 +112,7 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
     const float F = t.F[i * t.coefStride];
     const float mh = t.mfh[i * t.coefStride];
     const float ml = t.mfl[i * t.coefStride];
-    writeRow<V>(yr, n, t.stream, [&](auto tag, int64_t j) {
+    writeRow<V>(yr, n, [&](auto tag, int64_t j) {
       using VV = decltype(tag);
       VV xv = VV::load(xr + j);
       VV tb = (xv - VV::load(t.mbh + j)) - VV::load(t.mbl + j);
@@ -131,7 +121,6 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
       return VV::fma(VV::load(t.gc + j) * VV::set1(F), tf, acc);
     });
   }
-  if (t.stream) V::fence();
 }
 
 template <class V>
@@ -188,7 +177,7 @@ void bwdApplyKernel(const bln::BwdApplyTile& t) {
     const float Q = t.Q[i * t.coefStride];
     const float T = t.T[i * t.coefStride];
     const float muf = t.muf[i * t.coefStride];
-    writeRow<V>(outr, n, t.stream, [&](auto tag, int64_t j) {
+    writeRow<V>(outr, n, [&](auto tag, int64_t j) {
       using VV = decltype(tag);
       VV xv = VV::load(xr + j);
       VV g = VV::load(dr + j) * VV::load(t.gc + j);
@@ -197,7 +186,6 @@ void bwdApplyKernel(const bln::BwdApplyTile& t) {
       return VV::fnma(VV::load(t.Wc + j), xv - VV::load(t.mub + j), r);
     });
   }
-  if (t.stream) V::fence();
 }
 
 template <class V>

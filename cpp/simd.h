@@ -18,8 +18,6 @@ struct VScalar {
   static VScalar set1(float s) { return {s}; }
   static VScalar zero() { return {0.f}; }
   void store(float* p) const { *p = v; }
-  void stream(float* p) const { *p = v; }
-  static void fence() {}
   friend VScalar operator+(VScalar a, VScalar b) { return {a.v + b.v}; }
   friend VScalar operator-(VScalar a, VScalar b) { return {a.v - b.v}; }
   friend VScalar operator*(VScalar a, VScalar b) { return {a.v * b.v}; }
@@ -40,9 +38,6 @@ struct VAvx2 {
   static VAvx2 set1(float s) { return {_mm256_set1_ps(s)}; }
   static VAvx2 zero() { return {_mm256_setzero_ps()}; }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
-  // Non-temporal store: p must be 32-byte aligned.
-  void stream(float* p) const { _mm256_stream_ps(p, v); }
-  static void fence() { _mm_sfence(); }
   friend VAvx2 operator+(VAvx2 a, VAvx2 b) { return {_mm256_add_ps(a.v, b.v)}; }
   friend VAvx2 operator-(VAvx2 a, VAvx2 b) { return {_mm256_sub_ps(a.v, b.v)}; }
   friend VAvx2 operator*(VAvx2 a, VAvx2 b) { return {_mm256_mul_ps(a.v, b.v)}; }
@@ -67,8 +62,6 @@ struct VAvx512 {
   static VAvx512 set1(float s) { return {_mm512_set1_ps(s)}; }
   static VAvx512 zero() { return {_mm512_setzero_ps()}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
-  void stream(float* p) const { _mm512_stream_ps(p, v); }
-  static void fence() { _mm_sfence(); }
   friend VAvx512 operator+(VAvx512 a, VAvx512 b) { return {_mm512_add_ps(a.v, b.v)}; }
   friend VAvx512 operator-(VAvx512 a, VAvx512 b) { return {_mm512_sub_ps(a.v, b.v)}; }
   friend VAvx512 operator*(VAvx512 a, VAvx512 b) { return {_mm512_mul_ps(a.v, b.v)}; }
@@ -90,8 +83,6 @@ struct VNeon {
   static VNeon set1(float s) { return {vdupq_n_f32(s)}; }
   static VNeon zero() { return {vdupq_n_f32(0.f)}; }
   void store(float* p) const { vst1q_f32(p, v); }
-  void stream(float* p) const { vst1q_f32(p, v); }
-  static void fence() {}
   friend VNeon operator+(VNeon a, VNeon b) { return {vaddq_f32(a.v, b.v)}; }
   friend VNeon operator-(VNeon a, VNeon b) { return {vsubq_f32(a.v, b.v)}; }
   friend VNeon operator*(VNeon a, VNeon b) { return {vmulq_f32(a.v, b.v)}; }
