@@ -100,19 +100,25 @@ Plan makePlan(const Dims& d, int64_t bytesPerElem) {
   p.B = d.B, p.M = d.M, p.C = d.C;
   const int64_t numel = d.numel();
   p.slots = numel < kSerialElems ? 1 : activeThreads();
-  const int64_t blocks = (d.C + kTileCols - 1) / kTileCols;
-  p.cw = std::min<int64_t>(kTileCols, (((d.C + blocks - 1) / blocks) + 15) / 16 * 16);
-  p.cw = std::min(p.cw, d.C);
-  p.nCb = (d.C + p.cw - 1) / p.cw;
-  p.nBb = 1;
-  if (p.slots > 1 && d.M * p.nCb < 4 * p.slots && d.B >= 2 * kColFlushRows) {
-    const int64_t want = (4 * p.slots + d.M * p.nCb - 1) / (d.M * p.nCb);
-    p.nBb = std::min<int64_t>(want, d.B / kColFlushRows);
+  // One tile per slab where the slab fits in L2: statistics and normalisation then
+  // run back to back on it (the statistics pass packs it contiguously for the second).
+  p.fused = d.C <= kMaxTileCols && d.B * d.C * bytesPerElem <= kFuseBytes;
+  if (p.fused) {
+    p.cw = d.C, p.nCb = 1, p.bt = d.B, p.nBb = 1;
+  } else {
+    const int64_t blocks = (d.C + kTileCols - 1) / kTileCols;
+    p.cw = std::min<int64_t>(kTileCols, (((d.C + blocks - 1) / blocks) + 15) / 16 * 16);
+    p.cw = std::min(p.cw, d.C);
+    p.nCb = (d.C + p.cw - 1) / p.cw;
+    p.nBb = 1;
+    if (p.slots > 1 && d.M * p.nCb < 4 * p.slots && d.B >= 2 * kColFlushRows) {
+      const int64_t want = (4 * p.slots + d.M * p.nCb - 1) / (d.M * p.nCb);
+      p.nBb = std::min<int64_t>(want, d.B / kColFlushRows);
+    }
+    p.bt = (d.B + p.nBb - 1) / p.nBb;
+    p.nBb = (d.B + p.bt - 1) / p.bt;
   }
-  p.bt = (d.B + p.nBb - 1) / p.nBb;
-  p.nBb = (d.B + p.bt - 1) / p.bt;
   p.tiles = d.M * p.nCb * p.nBb;
-  p.fused = p.nCb == 1 && p.nBb == 1 && d.B * d.C * bytesPerElem <= kFuseBytes;
   const int64_t tileElems = std::max<int64_t>(1, p.bt * p.cw);
   p.tileGrain = std::max<int64_t>(1, kChunkElems / tileElems);
   // Keep at least a few chunks per thread where there is work for them.
@@ -155,6 +161,7 @@ struct NormJob {
   const KernelTable* k;
   // scratch
   float *gc, *gcw, *mbh, *mbl, *A, *F, *mfh, *mfl;  // gcw = gamma*wb/sqrt(C)
+  float* packs;  // fused path: one packed slab per participant
   double *rowPart, *colPart;  // row partials [r][cb]{S1,S2}; column partials [bb][mc] S1 then S2
 
   void finCol(int64_t m, int64_t c, double S1, double S2) const {
@@ -178,12 +185,13 @@ struct NormJob {
     F[r] = wff * invStd(var, eps);
   }
 
-  // Statistics of one tile; finalises what the tile alone determines.
-  void statsTile(int64_t t) const {
+  // Statistics of one tile; finalises what the tile alone determines. `pack`, when
+  // given, receives a contiguous copy of the tile for applyTile.
+  void statsTile(int64_t t, float* pack) const {
     int64_t m, c0, n, b0, rows;
     p.tileAt(t, &m, &c0, &n, &b0, &rows);
     const int64_t cb = c0 / p.cw, bb = b0 / p.bt;
-    double cs1[kTileCols], cs2[kTileCols];
+    double cs1[kMaxTileCols], cs2[kMaxTileCols];
     if (needCol || needRow) {
       FwdStatsTile ft;
       ft.x = x + (b0 * d.M + m) * d.C + c0;
@@ -196,6 +204,7 @@ struct NormJob {
       ft.colS2 = cs2;
       ft.rowOut = needRow ? rowPart + ((b0 * d.M + m) * p.nCb + cb) * 2 : nullptr;
       ft.rowOutStride = d.M * p.nCb * 2;
+      ft.pack = pack;
       k->fwdStats[needCol && needRow ? 0 : needCol ? 1 : 2](ft);
     }
     if (p.nBb == 1) {
@@ -214,13 +223,14 @@ struct NormJob {
     }
   }
 
-  void applyTile(int64_t t) const {
+  void applyTile(int64_t t, const float* packed) const {
     int64_t m, c0, n, b0, rows;
     p.tileAt(t, &m, &c0, &n, &b0, &rows);
     const int64_t mc = m * d.C + c0;
     const int64_t r0 = b0 * d.M + m;
     FwdApplyTile at;
-    at.x = x + r0 * d.C + c0;
+    at.x = packed ? packed : x + r0 * d.C + c0;
+    at.xStride = packed ? n : d.M * d.C;
     at.y = y + r0 * d.C + c0;
     at.rows = rows;
     at.rowStride = d.M * d.C;
@@ -244,8 +254,9 @@ struct NormJob {
     Arena& ar = tlsArena;
     ar.reset(Arena::bytesFor({2 * sizeof(float) * size_t(D.C), 3 * sizeof(float) * size_t(MC), 3 * sizeof(float) * size_t(BM),
                               needRow ? sizeof(double) * size_t(BM * p.nCb * 2) : 0,
-                              colParts ? sizeof(double) * size_t(p.nBb * MC * 2) : 0}) +
-             8 * 64);
+                              colParts ? sizeof(double) * size_t(p.nBb * MC * 2) : 0,
+                              p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C) : 0}) +
+             9 * 64);
     gc = ar.take<float>(D.C);
     gcw = ar.take<float>(D.C);
     mbh = ar.take<float>(MC);
@@ -256,6 +267,7 @@ struct NormJob {
     mfl = ar.take<float>(BM);
     rowPart = needRow ? ar.take<double>(BM * p.nCb * 2) : nullptr;
     colPart = colParts ? ar.take<double>(p.nBb * MC * 2) : nullptr;
+    packs = p.fused ? ar.take<float>(int64_t(p.slots) * D.B * D.C) : nullptr;
     for (int64_t c = 0; c < D.C; ++c) {
       gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
       gcw[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC * wb);
@@ -265,13 +277,14 @@ struct NormJob {
     wff = static_cast<float>(wf);
 
     if (p.fused) {
-      parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
-        for (int64_t t = b; t < e; ++t) statsTile(t), applyTile(t);
+      parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int slot) {
+        float* pack = packs + int64_t(slot) * D.B * D.C;
+        for (int64_t t = b; t < e; ++t) statsTile(t, pack), applyTile(t, pack);
       });
       return;
     }
     parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t) statsTile(t);
+      for (int64_t t = b; t < e; ++t) statsTile(t, nullptr);
     });
     const int64_t finGrain = std::max<int64_t>(1024, kChunkElems / 4);
     if (p.nBb > 1) {
@@ -295,7 +308,7 @@ struct NormJob {
       });
     }
     parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t) applyTile(t);
+      for (int64_t t = b; t < e; ++t) applyTile(t, nullptr);
     });
   }
 };
@@ -317,6 +330,7 @@ struct BackJob {
   const KernelTable* k;
   float *gc, *U, *V, *Wc, *P, *Q, *T, *rf;
   double *rowPart, *colPart, *slotAcc;  // slotAcc: [slot][C]{dgamma, dbeta}
+  float* packs;  // fused path: per participant, packed x then packed dy
 
   void finCol(int64_t m, int64_t c, double Sdy, double Sdyxb, double Sdyxf, int slot) const {
     const int64_t mc = m * d.C + c;
@@ -338,12 +352,12 @@ struct BackJob {
     T[r] = static_cast<float>(pp * f * f * Rgxf / static_cast<double>(d.C));
   }
 
-  void statsTile(int64_t t, int slot) const {
+  void statsTile(int64_t t, int slot, float* packX, float* packDy) const {
     int64_t m, c0, n, b0, rows;
     p.tileAt(t, &m, &c0, &n, &b0, &rows);
     const int64_t cb = c0 / p.cw, bb = b0 / p.bt;
     const int64_t r0 = b0 * d.M + m;
-    double s[3][kTileCols];
+    double s[3][kMaxTileCols];
     BwdStatsTile bt;
     bt.x = x + r0 * d.C + c0;
     bt.dy = dy + r0 * d.C + c0;
@@ -360,6 +374,8 @@ struct BackJob {
     bt.colSdyxf = s[2];
     bt.rowOut = rowPart + (r0 * p.nCb + cb) * 2;
     bt.rowOutStride = d.M * p.nCb * 2;
+    bt.packX = packX;
+    bt.packDy = packDy;
     k->bwdStats(bt);
     if (p.nBb == 1) {
       for (int64_t j = 0; j < n; ++j) finCol(m, c0 + j, s[0][j], s[1][j], s[2][j], slot);
@@ -376,14 +392,15 @@ struct BackJob {
     }
   }
 
-  void applyTile(int64_t t) const {
+  void applyTile(int64_t t, const float* packX, const float* packDy) const {
     int64_t m, c0, n, b0, rows;
     p.tileAt(t, &m, &c0, &n, &b0, &rows);
     const int64_t mc = m * d.C + c0;
     const int64_t r0 = b0 * d.M + m;
     BwdApplyTile at;
-    at.x = x + r0 * d.C + c0;
-    at.dy = dy + r0 * d.C + c0;
+    at.x = packX ? packX : x + r0 * d.C + c0;
+    at.dy = packX ? packDy : dy + r0 * d.C + c0;
+    at.inStride = packX ? n : d.M * d.C;
     at.dx = dx + r0 * d.C + c0;
     at.rows = rows;
     at.rowStride = d.M * d.C;
@@ -409,8 +426,9 @@ struct BackJob {
     ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), 3 * sizeof(float) * size_t(MC), 4 * sizeof(float) * size_t(BM),
                               sizeof(double) * size_t(BM * p.nCb * 2),
                               p.nBb > 1 ? sizeof(double) * size_t(p.nBb * MC * 3) : 0,
-                              sizeof(double) * size_t(slots) * size_t(D.C) * 2}) +
-             10 * 64);
+                              sizeof(double) * size_t(slots) * size_t(D.C) * 2,
+                              p.fused ? 2 * sizeof(float) * size_t(slots) * size_t(D.B * D.C) : 0}) +
+             11 * 64);
     gc = ar.take<float>(D.C);
     U = ar.take<float>(MC);
     V = ar.take<float>(MC);
@@ -422,6 +440,7 @@ struct BackJob {
     rowPart = ar.take<double>(BM * p.nCb * 2);
     colPart = p.nBb > 1 ? ar.take<double>(p.nBb * MC * 3) : nullptr;
     slotAcc = ar.take<double>(int64_t(slots) * D.C * 2);
+    packs = p.fused ? ar.take<float>(2 * int64_t(slots) * D.B * D.C) : nullptr;
     std::fill(slotAcc, slotAcc + int64_t(slots) * D.C * 2, 0.0);
     for (int64_t c = 0; c < D.C; ++c) gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
     parallelFor(BM, 1 << 14, slots, [&](int64_t b, int64_t e, int) {
@@ -430,11 +449,13 @@ struct BackJob {
 
     if (p.fused) {
       parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int slot) {
-        for (int64_t t = b; t < e; ++t) statsTile(t, slot), applyTile(t);
+        float* px = packs + 2 * int64_t(slot) * D.B * D.C;
+        float* pd = px + D.B * D.C;
+        for (int64_t t = b; t < e; ++t) statsTile(t, slot, px, pd), applyTile(t, px, pd);
       });
     } else {
       parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int slot) {
-        for (int64_t t = b; t < e; ++t) statsTile(t, slot);
+        for (int64_t t = b; t < e; ++t) statsTile(t, slot, nullptr, nullptr);
       });
       if (p.nBb > 1) {
         // By column (all m of a column in one chunk) so each slot's accumulators see
@@ -461,7 +482,7 @@ struct BackJob {
         });
       }
       parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int) {
-        for (int64_t t = b; t < e; ++t) applyTile(t);
+        for (int64_t t = b; t < e; ++t) applyTile(t, nullptr, nullptr);
       });
     }
     for (int64_t c = 0; c < D.C; ++c) {

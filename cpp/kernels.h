@@ -11,8 +11,13 @@
 
 namespace bln {
 
-// Widest tile (features) a kernel handles; its column accumulators live on the stack.
+// Features per tile in the two-pass path, and the widest tile any kernel handles
+// (a fused slab of up to kMaxTileCols features); column accumulators live on the stack.
 constexpr int64_t kTileCols = 512;
+constexpr int64_t kMaxTileCols = 2048;
+// Rows ahead that the statistics kernels prefetch (rows are M*C floats apart, too
+// short and too far apart for the hardware prefetchers when C is small).
+constexpr int64_t kPrefetchRows = 4;
 // Column sums are kept in float32 for at most this many rows, then added into double.
 constexpr int64_t kColFlushRows = 32;
 
@@ -27,11 +32,13 @@ struct FwdStatsTile {
   double* colS2;          // n (written)
   double* rowOut;         // rowOut[i*rowOutStride + {0,1}] = {S1, S2} (written)
   int64_t rowOutStride;
+  float* pack;            // optional: the tile copied contiguously ([rows][n]) for the apply pass
 };
 
 // y = gc*F*((x - mfh) - mfl) + A*((x - mbh) - mbl) + beta, with hi/lo means.
 struct FwdApplyTile {
   const float* x;
+  int64_t xStride;  // rowStride, or n when x is a packed tile
   float* y;
   int64_t rows, rowStride, n;
   const float *gc, *beta, *mbh, *mbl, *A;  // per column (n)
@@ -51,12 +58,14 @@ struct BwdStatsTile {
   double *colSdy, *colSdyxb, *colSdyxf;  // n (written)
   double* rowOut;  // rowOut[i*rowOutStride + {0,1}] = {Rg, Rgxf} (written)
   int64_t rowOutStride;
+  float *packX, *packDy;  // optional contiguous copies ([rows][n]) for the apply pass
 };
 
 // dx = gc*dy*(P + U) - (Q + V) - T*(x - muf) - Wc*(x - mub)
 struct BwdApplyTile {
   const float* x;
   const float* dy;
+  int64_t inStride;  // of x and dy: rowStride, or n when they are packed tiles
   float* dx;
   int64_t rows, rowStride, n;
   const float *gc, *U, *V, *Wc, *mub;  // per column (n)

@@ -8,13 +8,23 @@
 // and then added in double. Data with a large common offset (1e4 + N(0,1)) keeps
 // ~1e-6 relative accuracy that way.
 
+inline void prefetchRow(const float* p, int64_t n) {
+  for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(p + j, 0, 3);
+  __builtin_prefetch(p + n - 1, 0, 3);
+}
+// Asks for an output row ahead of its stores (its read-for-ownership misses then overlap).
+inline void prefetchRowForWrite(float* p, int64_t n) {
+  for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(p + j, 1, 3);
+  __builtin_prefetch(p + n - 1, 1, 3);
+}
+
 template <class V, bool COL, bool ROW>
 void fwdStatsKernel(const bln::FwdStatsTile& t) {
   const int64_t n = t.n;
-  alignas(64) float f1[bln::kTileCols];
-  alignas(64) float f2[bln::kTileCols];
-  double d1[bln::kTileCols];
-  double d2[bln::kTileCols];
+  alignas(64) float f1[bln::kMaxTileCols];
+  alignas(64) float f2[bln::kMaxTileCols];
+  double d1[bln::kMaxTileCols];
+  double d2[bln::kMaxTileCols];
   if (COL) {
     for (int64_t j = 0; j < n; ++j) f1[j] = f2[j] = 0.f, d1[j] = d2[j] = 0.0;
   }
@@ -29,6 +39,8 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
   };
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* r = t.x + i * t.rowStride;
+    if (i + bln::kPrefetchRows < t.rows) prefetchRow(r + bln::kPrefetchRows * t.rowStride, n);
+    float* pk = t.pack ? t.pack + i * n : nullptr;
     const float kr = ROW ? r[-t.c0] : 0.f;
     const V ks = V::set1(kr);
     V a1 = V::zero(), a2 = V::zero(), b1 = V::zero(), b2 = V::zero();
@@ -41,6 +53,7 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
       for (; j < segEnd; j += 2 * V::W) {
         V v = V::load(r + j);
         V w = V::load(r + j + V::W);
+        if (pk) v.store(pk + j), w.store(pk + j + V::W);
         if (COL) {
           colStep(v, j);
           colStep(w, j + V::W);
@@ -60,6 +73,7 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
     }
     for (; j < n1; j += V::W) {
       V v = V::load(r + j);
+      if (pk) v.store(pk + j);
       if (COL) colStep(v, j);
       if (ROW) {
         V e = v - ks;
@@ -70,6 +84,7 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
     VScalar s1 = VScalar::zero(), s2 = VScalar::zero();
     for (; j < n; ++j) {
       VScalar v = VScalar::load(r + j);
+      if (pk) v.store(pk + j);
       if (COL) colStep(v, j);
       if (ROW) {
         VScalar e = v - VScalar::set1(kr);
@@ -107,8 +122,9 @@ template <class V>
 void fwdApplyKernel(const bln::FwdApplyTile& t) {
   const int64_t n = t.n;
   for (int64_t i = 0; i < t.rows; ++i) {
-    const float* xr = t.x + i * t.rowStride;
+    const float* xr = t.x + i * t.xStride;
     float* yr = t.y + i * t.rowStride;
+    if (i + bln::kPrefetchRows < t.rows) prefetchRowForWrite(yr + bln::kPrefetchRows * t.rowStride, n);
     const float F = t.F[i * t.coefStride];
     const float mh = t.mfh[i * t.coefStride];
     const float ml = t.mfl[i * t.coefStride];
@@ -126,8 +142,8 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
 template <class V>
 void bwdStatsKernel(const bln::BwdStatsTile& t) {
   const int64_t n = t.n;
-  alignas(64) float f[3][bln::kTileCols];
-  double d[3][bln::kTileCols];
+  alignas(64) float f[3][bln::kMaxTileCols];
+  double d[3][bln::kMaxTileCols];
   for (int k = 0; k < 3; ++k)
     for (int64_t j = 0; j < n; ++j) f[k][j] = 0.f, d[k][j] = 0.0;
   const int64_t n1 = n - n % V::W;
@@ -135,12 +151,19 @@ void bwdStatsKernel(const bln::BwdStatsTile& t) {
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* xr = t.x + i * t.rowStride;
     const float* dr = t.dy + i * t.rowStride;
+    if (i + bln::kPrefetchRows < t.rows) {
+      prefetchRow(xr + bln::kPrefetchRows * t.rowStride, n);
+      prefetchRow(dr + bln::kPrefetchRows * t.rowStride, n);
+    }
+    float* px = t.packX ? t.packX + i * n : nullptr;
+    float* pd = t.packDy ? t.packDy + i * n : nullptr;
     const float muf = t.muf[i * t.coefStride];
     const float rf = t.rf[i * t.coefStride];
     V g1 = V::zero(), g2 = V::zero();
     VScalar h1 = VScalar::zero(), h2 = VScalar::zero();
     auto step = [&](auto xv, auto dv, int64_t j, auto& r1, auto& r2) {
       using VV = decltype(xv);
+      if (px) xv.store(px + j), dv.store(pd + j);
       VV tf = xv - VV::set1(muf);
       VV u = dv * VV::load(t.gc + j);
       r1 = r1 + u;
@@ -170,9 +193,10 @@ template <class V>
 void bwdApplyKernel(const bln::BwdApplyTile& t) {
   const int64_t n = t.n;
   for (int64_t i = 0; i < t.rows; ++i) {
-    const float* xr = t.x + i * t.rowStride;
-    const float* dr = t.dy + i * t.rowStride;
+    const float* xr = t.x + i * t.inStride;
+    const float* dr = t.dy + i * t.inStride;
     float* outr = t.dx + i * t.rowStride;
+    if (i + bln::kPrefetchRows < t.rows) prefetchRowForWrite(outr + bln::kPrefetchRows * t.rowStride, n);
     const float P = t.P[i * t.coefStride];
     const float Q = t.Q[i * t.coefStride];
     const float T = t.T[i * t.coefStride];
