@@ -189,15 +189,28 @@ class OpWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
  protected:
-  void Execute() override {
-    std::string err;
-    if (!runCaught(op_, &err)) SetError(err);
+  void Execute() override { runCaught(op_, &err_); }
+
+  // Settles the promise. When the environment is going away (a worker_thread that
+  // exits or is terminated while the call runs) N-API calls fail: nobody can await
+  // the result any more, so the failure is dropped instead of aborting the process.
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    if (status != napi_cancelled) {
+      try {
+        Napi::HandleScope scope(env);
+        if (err_.empty())
+          deferred_.Resolve(env.Undefined());
+        else
+          deferred_.Reject(Napi::Error::New(env, err_).Value());
+      } catch (...) {
+      }
+    }
+    Destroy();
   }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
   Op op_;
+  std::string err_;
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::Reference<Napi::Value>> refs_;
 };

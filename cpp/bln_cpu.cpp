@@ -279,7 +279,10 @@ struct NormJob {
     if (p.fused) {
       parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int slot) {
         float* pack = packs + int64_t(slot) * D.B * D.C;
-        for (int64_t t = b; t < e; ++t) statsTile(t, pack), applyTile(t, pack);
+        // With every statistic from the population no statistics pass runs, so
+        // nothing is packed: the apply pass then reads x itself.
+        float* packed = (needCol || needRow) ? pack : nullptr;
+        for (int64_t t = b; t < e; ++t) statsTile(t, packed), applyTile(t, packed);
       });
       return;
     }
@@ -336,17 +339,19 @@ struct BackJob {
     const int64_t mc = m * d.C + c;
     const double rb = invStd(st.batchVar[mc], eps);
     const double g = static_cast<double>(gamma[c]) * invSqrtC;
-    const double u = wb * rb;
+    // At B = 1 the batch branch is exactly zero (xb = 0, g - mean_b(g) = 0); its
+    // coefficients are large (wb/sqrt(eps)), so leave it out rather than cancel in float.
+    const double u = d.B > 1 ? wb * rb : 0.0;
     U[mc] = static_cast<float>(u);
     V[mc] = static_cast<float>(u * g * Sdy / static_cast<double>(d.B));
-    Wc[mc] = static_cast<float>(wb * rb * rb * rb * g * Sdyxb / static_cast<double>(d.B));
+    Wc[mc] = static_cast<float>(u * rb * rb * g * Sdyxb / static_cast<double>(d.B));
     double* acc = slotAcc + static_cast<int64_t>(slot) * d.C * 2;
     acc[c] += (wf * Sdyxf + wb * rb * Sdyxb) * invSqrtC;
     acc[d.C + c] += Sdy;
   }
   void finRow(int64_t r, double Rg, double Rgxf) const {
     const double f = rf[r];
-    const double pp = wf * f;
+    const double pp = d.C > 1 ? wf * f : 0.0;  // at C = 1 the feature branch is exactly zero
     P[r] = static_cast<float>(pp);
     Q[r] = static_cast<float>(pp * Rg / static_cast<double>(d.C));
     T[r] = static_cast<float>(pp * f * f * Rgxf / static_cast<double>(d.C));

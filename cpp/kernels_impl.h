@@ -205,9 +205,10 @@ void bwdApplyKernel(const bln::BwdApplyTile& t) {
       using VV = decltype(tag);
       VV xv = VV::load(xr + j);
       VV g = VV::load(dr + j) * VV::load(t.gc + j);
-      VV r = g * (VV::set1(P) + VV::load(t.U + j)) - (VV::set1(Q) + VV::load(t.V + j));
-      r = VV::fnma(VV::set1(T), xv - VV::set1(muf), r);
-      return VV::fnma(VV::load(t.Wc + j), xv - VV::load(t.mub + j), r);
+      // The two branches separately: each cancels within itself (g - mean(g) - ...).
+      VV rf = VV::fnma(VV::set1(T), xv - VV::set1(muf), VV::fma(g, VV::set1(P), VV::zero() - VV::set1(Q)));
+      VV rb = VV::fnma(VV::load(t.Wc + j), xv - VV::load(t.mub + j), VV::fma(g, VV::load(t.U + j), VV::zero() - VV::load(t.V + j)));
+      return rf + rb;
     });
   }
 }

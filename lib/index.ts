@@ -112,9 +112,11 @@ function checkNoOverlap(outputs: [string, Float32Array][], inputs: [string, Floa
   }
 }
 
-function outObject(out: unknown): Record<string, unknown> {
+function outObject(out: unknown, keys: readonly string[]): Record<string, unknown> {
   if (!is.defined(out)) return {};
-  if (!is.plainObject(out)) throw is.invalidType('object', 'options.out', out);
+  if (!is.plainObject(out)) throw is.invalidType(`object with any of ${keys.join(', ')}`, 'options.out', out);
+  for (const key of Object.keys(out))
+    if (!keys.includes(key)) throw new TypeError(`Unknown key '${key}' in options.out: expected any of ${keys.join(', ')}`);
   return out;
 }
 
@@ -154,7 +156,7 @@ function prepareForward(x: unknown, shape: unknown, gamma: unknown, beta: unknow
   const g = is.float32OfLength(gamma, 'gamma', v.C);
   const b = is.float32OfLength(beta, 'beta', v.C);
   const o = resolveOptions(options, v.B, ['out']);
-  const out = outObject(o.out);
+  const out = outObject(o.out, ['y', ...STAT_KEYS]);
   const y = outArray(out, 'y', v.size, 'out.y');
   const stats: Stats = {
     batchMean: outArray(out, 'batchMean', v.M * v.C, 'out.batchMean'),
@@ -181,7 +183,7 @@ function prepareBackward(dy: unknown, x: unknown, shape: unknown, gamma: unknown
   const g = is.float32OfLength(gamma, 'gamma', v.C);
   const s = statsArg(stats, 'stats', v, v.B * v.M);
   const o = resolveOptions(options, v.B, ['out']);
-  const out = outObject(o.out);
+  const out = outObject(o.out, ['dx', 'dgamma', 'dbeta']);
   const res: BackwardResult = {
     dx: outArray(out, 'dx', v.size, 'out.dx'),
     dgamma: outArray(out, 'dgamma', v.C, 'out.dgamma'),

@@ -208,8 +208,8 @@ export interface PopLike {
 }
 
 /** Inference: each statistic from the population where `use` says so, else from x. */
-export function refInfer(x: Num, shape: readonly number[], gamma: Num, beta: Num, pop: PopLike, use: Use, eps = DEFAULT_EPS, N?: number): Float64Array {
-  const s = refStats(x, shape);
+export function refInfer(x: Num, shape: readonly number[], gamma: Num, beta: Num, pop: PopLike, use: Use, eps = DEFAULT_EPS, N?: number, batchStats?: RefStats): Float64Array {
+  const s = batchStats ?? refStats(x, shape);
   return normalize(
     x,
     shape,
