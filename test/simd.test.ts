@@ -172,3 +172,31 @@ describe('configure', () => {
     for (const y of ys) expectClose(y, ys[0]!, 1e-6, ctx(seed, d.shape, 'cross-level'));
   });
 });
+
+describe('environment variables at load', () => {
+  // A fresh process, so the settings are read at load as a user would set them.
+  const { spawnSync } = require('child_process') as typeof import('child_process');
+  const path = require('path') as typeof import('path');
+  test.each(initial.simdSupported)('BLN_SIMD=%s with BLN_THREADS=1 is what backendInfo reports, and computes', (level) => {
+    const lib = path.resolve(__dirname, '..', 'build', 'Release', 'bln.node');
+    const code = `
+      const a = require(${JSON.stringify(lib)});
+      const i = a.backendInfo();
+      const B = 9, M = 1, C = 13, n = B * M * C;
+      const x = Float32Array.from({ length: n }, (_, k) => Math.sin(k) * 3 + 1);
+      const g = new Float32Array(C).fill(1), b = new Float32Array(C);
+      const y = new Float32Array(n).fill(NaN), s = [M * C, M * C, B * M, B * M].map((l) => new Float32Array(l));
+      a.forward(x, B, M, C, g, b, 1e-3, B, 0, y, ...s);
+      process.stdout.write(JSON.stringify({ simd: i.simd, threads: i.threads, y: Array.from(y) }));
+    `;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, BLN_SIMD: level, BLN_THREADS: '1' } });
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { simd: string; threads: number; y: number[] };
+    expect(out.simd).toBe(level);
+    expect(out.threads).toBe(1);
+    const shape = [9, 13];
+    const x = Float32Array.from({ length: 117 }, (_, k) => Math.fround(Math.sin(k) * 3 + 1));
+    const ref = refForward(x, shape, new Float32Array(13).fill(1), new Float32Array(13));
+    expectClose(Float32Array.from(out.y), ref.y, 1e-5, `BLN_SIMD=${level}`);
+  });
+});
