@@ -126,6 +126,24 @@ Plan makePlan(const Dims& d, int64_t bytesPerElem) {
   return p;
 }
 
+// Outputs this large are written with non-temporal stores (they would only evict the
+// inputs from cache, and the stores skip the read-for-ownership), where every row
+// starts 16-byte aligned so a row's stores are all of one kind.
+// BLN_STREAM_BYTES overrides the threshold (tests set 0 to exercise the path).
+int64_t streamBytes() {
+  static const int64_t v = [] {
+    const char* s = std::getenv("BLN_STREAM_BYTES");
+    char* end = nullptr;
+    const long long b = s ? std::strtoll(s, &end, 10) : -1;
+    return (s && end != s && b >= 0) ? static_cast<int64_t>(b) : int64_t(8) << 20;
+  }();
+  return v;
+}
+inline bool useStreaming(const Dims& d, const float* out) {
+  return d.numel() * int64_t(sizeof(float)) >= streamBytes() && d.C % 4 == 0 &&
+         reinterpret_cast<uintptr_t>(out) % 16 == 0;
+}
+
 inline void splitHiLo(double v, float* hi, float* lo) {
   const float h = static_cast<float>(v);
   *hi = h;
@@ -158,6 +176,7 @@ struct NormJob {
   InferUse use;
   bool needCol, needRow;
   bool training;  // forward: all statistics from the mini-batch and written out
+  bool stream;    // non-temporal stores for y
   Plan p;
   const KernelTable* k;
   // scratch
@@ -271,6 +290,7 @@ struct NormJob {
     at.mfh = mfh + r0;
     at.mfl = mfl + r0;
     at.coefStride = d.M;
+    at.stream = stream;
     k->fwdApply(at);
   }
 
@@ -361,6 +381,7 @@ struct BackJob {
   float *gc, *U, *V, *Wc, *P, *Q, *T, *rf;
   double *rowPart, *colPart, *slotAcc;  // slotAcc: [slot][C]{dgamma, dbeta}
   float* packs;  // fused path: per participant, packed x then packed dy
+  bool stream;   // non-temporal stores for dx
 
   void finCol(int64_t m, int64_t c, double Sdy, double Sdyxb, double Sdyxf, int slot) const {
     const int64_t mc = m * d.C + c;
@@ -447,6 +468,7 @@ struct BackJob {
     at.T = T + r0;
     at.muf = st.featureMean + r0;
     at.coefStride = d.M;
+    at.stream = stream;
     k->bwdApply(at);
   }
 
@@ -541,6 +563,7 @@ static void runNorm(NormJob& j, double batchSize) {
   j.needCol = !(j.use.batchMean && j.use.batchVar);
   j.needRow = !(j.use.featureMean && j.use.featureVar);
   j.training = j.out.batchMean != nullptr && !j.use.batchMean && !j.use.batchVar;
+  j.stream = useStreaming(j.d, j.y);
   j.p = makePlan(j.d, 4);
   j.k = &activeKernels();
   TrimOnExit trim;
@@ -589,6 +612,7 @@ void cpuBackward(const BackwardArgs& a) {
   j.wb = weightBatch(a.batchSize);
   j.invSqrtC = 1.0 / std::sqrt(static_cast<double>(a.d.C));
   j.dx = a.dx, j.dgamma = a.dgamma, j.dbeta = a.dbeta;
+  j.stream = useStreaming(a.d, a.dx);
   j.p = makePlan(a.d, 8);
   j.k = &activeKernels();
   TrimOnExit trim;

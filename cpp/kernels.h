@@ -44,6 +44,7 @@ struct FwdApplyTile {
   const float *gc, *beta, *mbh, *mbl, *A;  // per column (n)
   const float *F, *mfh, *mfl;              // per row, stride coefStride
   int64_t coefStride;
+  bool stream;  // non-temporal stores: every row of y 16-byte aligned, n % 4 == 0
 };
 
 // Backward reductions. Column j: Sdy = sum dy, Sdyxb = sum dy*(x - mub),
@@ -71,6 +72,7 @@ struct BwdApplyTile {
   const float *gc, *U, *V, *Wc, *mub;  // per column (n)
   const float *P, *Q, *T, *muf;        // per row, stride coefStride
   int64_t coefStride;
+  bool stream;  // non-temporal stores: every row of dx 16-byte aligned, n % 4 == 0
 };
 
 struct KernelTable {

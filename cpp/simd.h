@@ -18,6 +18,9 @@ struct VScalar {
   static VScalar set1(float s) { return {s}; }
   static VScalar zero() { return {0.f}; }
   void store(float* p) const { *p = v; }
+  static constexpr bool kCanStream = false;
+  void stream(float* p) const { *p = v; }
+  static void fence() {}
   friend VScalar operator+(VScalar a, VScalar b) { return {a.v + b.v}; }
   friend VScalar operator-(VScalar a, VScalar b) { return {a.v - b.v}; }
   friend VScalar operator*(VScalar a, VScalar b) { return {a.v * b.v}; }
@@ -30,6 +33,25 @@ struct VScalar {
   double hsum() const { return (double)v; }
 };
 
+#if defined(__AVX2__) || defined(__AVX512F__)
+// Four lanes, used only for the tails of streamed rows (multiples of 4 floats).
+struct VSse4 {
+  static constexpr int W = 4;
+  __m128 v;
+  static VSse4 load(const float* p) { return {_mm_loadu_ps(p)}; }
+  static VSse4 set1(float s) { return {_mm_set1_ps(s)}; }
+  static VSse4 zero() { return {_mm_setzero_ps()}; }
+  void store(float* p) const { _mm_storeu_ps(p, v); }
+  static constexpr bool kCanStream = true;
+  void stream(float* p) const { _mm_stream_ps(p, v); }
+  friend VSse4 operator+(VSse4 a, VSse4 b) { return {_mm_add_ps(a.v, b.v)}; }
+  friend VSse4 operator-(VSse4 a, VSse4 b) { return {_mm_sub_ps(a.v, b.v)}; }
+  friend VSse4 operator*(VSse4 a, VSse4 b) { return {_mm_mul_ps(a.v, b.v)}; }
+  static VSse4 fma(VSse4 a, VSse4 b, VSse4 c) { return {_mm_fmadd_ps(a.v, b.v, c.v)}; }
+  static VSse4 fnma(VSse4 a, VSse4 b, VSse4 c) { return {_mm_fnmadd_ps(a.v, b.v, c.v)}; }
+};
+#endif
+
 #if defined(__AVX2__) && !defined(__AVX512F__)
 struct VAvx2 {
   static constexpr int W = 8;
@@ -38,6 +60,13 @@ struct VAvx2 {
   static VAvx2 set1(float s) { return {_mm256_set1_ps(s)}; }
   static VAvx2 zero() { return {_mm256_setzero_ps()}; }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
+  // Non-temporal stores in 16-byte pieces: p must be 16-byte aligned.
+  static constexpr bool kCanStream = true;
+  void stream(float* p) const {
+    _mm_stream_ps(p, _mm256_castps256_ps128(v));
+    _mm_stream_ps(p + 4, _mm256_extractf128_ps(v, 1));
+  }
+  static void fence() { _mm_sfence(); }
   friend VAvx2 operator+(VAvx2 a, VAvx2 b) { return {_mm256_add_ps(a.v, b.v)}; }
   friend VAvx2 operator-(VAvx2 a, VAvx2 b) { return {_mm256_sub_ps(a.v, b.v)}; }
   friend VAvx2 operator*(VAvx2 a, VAvx2 b) { return {_mm256_mul_ps(a.v, b.v)}; }
@@ -62,6 +91,15 @@ struct VAvx512 {
   static VAvx512 set1(float s) { return {_mm512_set1_ps(s)}; }
   static VAvx512 zero() { return {_mm512_setzero_ps()}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
+  static constexpr bool kCanStream = true;
+  void stream(float* p) const {
+    if ((reinterpret_cast<uintptr_t>(p) & 63) == 0) return _mm512_stream_ps(p, v);
+    _mm_stream_ps(p, _mm512_castps512_ps128(v));
+    _mm_stream_ps(p + 4, _mm512_extractf32x4_ps(v, 1));
+    _mm_stream_ps(p + 8, _mm512_extractf32x4_ps(v, 2));
+    _mm_stream_ps(p + 12, _mm512_extractf32x4_ps(v, 3));
+  }
+  static void fence() { _mm_sfence(); }
   friend VAvx512 operator+(VAvx512 a, VAvx512 b) { return {_mm512_add_ps(a.v, b.v)}; }
   friend VAvx512 operator-(VAvx512 a, VAvx512 b) { return {_mm512_sub_ps(a.v, b.v)}; }
   friend VAvx512 operator*(VAvx512 a, VAvx512 b) { return {_mm512_mul_ps(a.v, b.v)}; }
@@ -83,6 +121,9 @@ struct VNeon {
   static VNeon set1(float s) { return {vdupq_n_f32(s)}; }
   static VNeon zero() { return {vdupq_n_f32(0.f)}; }
   void store(float* p) const { vst1q_f32(p, v); }
+  static constexpr bool kCanStream = false;
+  void stream(float* p) const { vst1q_f32(p, v); }
+  static void fence() {}
   friend VNeon operator+(VNeon a, VNeon b) { return {vaddq_f32(a.v, b.v)}; }
   friend VNeon operator-(VNeon a, VNeon b) { return {vsubq_f32(a.v, b.v)}; }
   friend VNeon operator*(VNeon a, VNeon b) { return {vmulq_f32(a.v, b.v)}; }

@@ -203,3 +203,21 @@ describe('NaN and Inf inputs', () => {
     expect(Array.from(fwd.stats.featureVar).every((v) => v === 0)).toBe(true);
   });
 });
+
+describe('outputs of 8 MiB and more (non-temporal stores where rows are 16-byte aligned)', () => {
+  const seed = freshSeed();
+  test.each([
+    [[2300, 1024]],   // two passes, column tiles, rows split across threads
+    [[16, 4096, 36]], // fused slabs
+    [[40, 3, 17500]], // C % 4 != 0: plain stores
+  ])('%j forward and backward match the reference', (shape) => {
+    const inp = makeInputs(new Rng(seed), shape, 0.4, 1.3);
+    const ref = refForward(inp.x, shape, inp.gamma, inp.beta);
+    const f = bln.forward(inp.x, shape, inp.gamma, inp.beta);
+    expectClose(f.y, ref.y, 1e-5, ctx(seed, shape, 'y'));
+    const r = refBackward(inp.dy, inp.x, shape, inp.gamma);
+    const g = bln.backward(inp.dy, inp.x, shape, inp.gamma, f.stats);
+    expectClose(g.dx, r.dx, 1e-4, ctx(seed, shape, 'dx'));
+    expectClose(g.dgamma, r.dgamma, 1e-4, ctx(seed, shape, 'dgamma'));
+  });
+});
