@@ -126,22 +126,28 @@ Plan makePlan(const Dims& d, int64_t bytesPerElem) {
   return p;
 }
 
-// Outputs this large are written with non-temporal stores (they would only evict the
-// inputs from cache, and the stores skip the read-for-ownership), where every row
-// starts 16-byte aligned so a row's stores are all of one kind.
-// BLN_STREAM_BYTES overrides the threshold (tests set 0 to exercise the path).
-int64_t streamBytes() {
-  static const int64_t v = [] {
+// Large outputs with long rows are written with non-temporal stores (they would only
+// evict the inputs from cache, and the stores skip the read-for-ownership), where
+// every row starts 16-byte aligned so a row's stores are all of one kind. Measured on
+// the 2-core EPYC (bench/results): forward [1024,16384] 16.7 -> 14.4 ms; but short rows
+// ([64,32,32,64]: 4.5 -> 7.7 ms), outputs that fit in L3 ([256,4096]) and backward
+// ([1024,16384] 22.9 -> 25.5 ms) got slower, so those keep plain stores.
+// BLN_STREAM_BYTES sets the size threshold for both (tests set 0 to exercise the path).
+constexpr int64_t kStreamMinRow = 256;
+int64_t streamBytes(bool backward) {
+  static const int64_t env = [] {
     const char* s = std::getenv("BLN_STREAM_BYTES");
     char* end = nullptr;
     const long long b = s ? std::strtoll(s, &end, 10) : -1;
-    return (s && end != s && b >= 0) ? static_cast<int64_t>(b) : int64_t(8) << 20;
+    return (s && end != s && b >= 0) ? static_cast<int64_t>(b) : int64_t(-1);
   }();
-  return v;
+  if (env >= 0) return env;
+  return backward ? std::numeric_limits<int64_t>::max() : int64_t(32) << 20;
 }
-inline bool useStreaming(const Dims& d, const float* out) {
-  return d.numel() * int64_t(sizeof(float)) >= streamBytes() && d.C % 4 == 0 &&
-         reinterpret_cast<uintptr_t>(out) % 16 == 0;
+inline bool useStreaming(const Dims& d, const Plan& p, const float* out, bool backward) {
+  const bool forced = streamBytes(backward) == 0;
+  return d.numel() * int64_t(sizeof(float)) >= streamBytes(backward) && (forced || p.cw >= kStreamMinRow) &&
+         d.C % 4 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
 }
 
 inline void splitHiLo(double v, float* hi, float* lo) {
@@ -563,8 +569,8 @@ static void runNorm(NormJob& j, double batchSize) {
   j.needCol = !(j.use.batchMean && j.use.batchVar);
   j.needRow = !(j.use.featureMean && j.use.featureVar);
   j.training = j.out.batchMean != nullptr && !j.use.batchMean && !j.use.batchVar;
-  j.stream = useStreaming(j.d, j.y);
   j.p = makePlan(j.d, 4);
+  j.stream = useStreaming(j.d, j.p, j.y, false);
   j.k = &activeKernels();
   TrimOnExit trim;
   j.run();
@@ -612,8 +618,8 @@ void cpuBackward(const BackwardArgs& a) {
   j.wb = weightBatch(a.batchSize);
   j.invSqrtC = 1.0 / std::sqrt(static_cast<double>(a.d.C));
   j.dx = a.dx, j.dgamma = a.dgamma, j.dbeta = a.dbeta;
-  j.stream = useStreaming(a.d, a.dx);
   j.p = makePlan(a.d, 8);
+  j.stream = useStreaming(a.d, j.p, a.dx, true);
   j.k = &activeKernels();
   TrimOnExit trim;
   j.run();

@@ -204,7 +204,7 @@ describe('NaN and Inf inputs', () => {
   });
 });
 
-describe('outputs of 8 MiB and more (non-temporal stores where rows are 16-byte aligned)', () => {
+describe('outputs of 8 MiB and more', () => {
   const seed = freshSeed();
   test.each([
     [[2300, 1024]],   // two passes, column tiles, rows split across threads
@@ -219,5 +219,41 @@ describe('outputs of 8 MiB and more (non-temporal stores where rows are 16-byte 
     const g = bln.backward(inp.dy, inp.x, shape, inp.gamma, f.stats);
     expectClose(g.dx, r.dx, 1e-4, ctx(seed, shape, 'dx'));
     expectClose(g.dgamma, r.dgamma, 1e-4, ctx(seed, shape, 'dgamma'));
+  });
+});
+
+describe('non-temporal stores (BLN_STREAM_BYTES=0 streams every aligned output)', () => {
+  // The same arithmetic with another kind of store: results must be identical bit for bit.
+  test.each([[[16, 4096, 36]], [[2300, 1024]], [[7, 5, 12]], [[40, 3, 1700]]])('%j', (shape) => {
+    const { spawnSync } = require('child_process') as typeof import('child_process');
+    const path = require('path') as typeof import('path');
+    const lib = path.resolve(__dirname, '..', 'build', 'Release', 'bln.node');
+    const n = shape.reduce((a, b) => a * b, 1);
+    const C = shape[shape.length - 1]!;
+    const B = shape[0]!;
+    const M = n / (B * C);
+    const code = `
+      const a = require(${JSON.stringify(lib)});
+      const [B, M, C, n] = [${B}, ${M}, ${C}, ${n}];
+      const x = new Float32Array(n), dy = new Float32Array(n);
+      for (let i = 0; i < n; i++) { x[i] = Math.sin(i * 0.37) * 2 + 0.5; dy[i] = Math.cos(i * 0.11); }
+      const g = new Float32Array(C).map((_, i) => 1 + 0.01 * i), b = new Float32Array(C).map((_, i) => 0.02 * i);
+      const y = new Float32Array(n), s = [M * C, M * C, B * M, B * M].map((l) => new Float32Array(l));
+      a.forward(x, B, M, C, g, b, 1e-3, B, 0, y, ...s);
+      const dx = new Float32Array(n), dg = new Float32Array(C), db = new Float32Array(C);
+      a.backward(dy, x, B, M, C, g, ...s, 1e-3, B, 0, dx, dg, db);
+      let h = 0;
+      const hash = (arr) => { const u = new Uint32Array(arr.buffer, arr.byteOffset, arr.length); for (let i = 0; i < u.length; i++) h = (Math.imul(h, 31) + u[i]) | 0; };
+      hash(y); hash(dx); hash(dg); hash(db);
+      process.stdout.write(String(h));
+    `;
+    const run = (env: Record<string, string>) => {
+      const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, ...env } });
+      if (r.status !== 0) throw new Error(r.stderr);
+      return r.stdout;
+    };
+    const plain = run({ BLN_STREAM_BYTES: String(2 ** 50) });
+    const streamed = run({ BLN_STREAM_BYTES: '0' });
+    expect(streamed).toBe(plain);
   });
 });
