@@ -84,9 +84,13 @@ function resolveOptions(options: unknown, B: number, extraKeys: readonly string[
   return { eps, N, device, out: options.out };
 }
 
+// Whether CUDA is usable does not change while the process runs (the native side caches
+// its probe too); asking the addon on every call cost ~5 us, half the per-call budget.
+let cudaProbe: { available: boolean; reason?: string } | undefined;
+
 function pickDevice(device: Device): number {
   if (device === 'cpu') return DEVICE_CPU;
-  const cuda = native().backendInfo().cuda;
+  const cuda = (cudaProbe ??= native().backendInfo().cuda);
   if (device === 'cuda') {
     if (!cuda.available) throw new Error(`device 'cuda' was requested but no usable GPU exists: ${cuda.reason ?? 'unknown reason'}`);
     return DEVICE_CUDA;

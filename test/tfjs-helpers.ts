@@ -4,9 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 
 import type { InferUse } from '../lib/index';
 
-export type Pop = { batchMean: tf.Tensor; batchVar: tf.Tensor; featureMean: tf.Tensor; featureVar: tf.Tensor };
-
-export const NO_POP: InferUse = { batchMean: false, batchVar: false, featureMean: false, featureVar: false };
+export { ALL_POP, blnComposite, NO_POP, type Pop } from '../bench/peers/tfjs';
 
 export function allUses(): InferUse[] {
   return Array.from({ length: 16 }, (_, i) => ({
@@ -15,37 +13,6 @@ export function allUses(): InferUse[] {
     featureMean: (i & 4) !== 0,
     featureVar: (i & 8) !== 0,
   }));
-}
-
-/**
- * BLN-SPEC with tfjs ops. With `pop`/`use`, each statistic flagged in `use` comes from `pop`
- * (batch statistics of shape x.shape.slice(1), feature statistics of size M); otherwise from x.
- */
-export function blnComposite(
-  x: tf.Tensor,
-  gamma: tf.Tensor,
-  beta: tf.Tensor,
-  N: number = x.shape[0]!,
-  eps = 1e-3,
-  pop?: Pop,
-  use: InferUse = NO_POP,
-): tf.Tensor {
-  return tf.tidy(() => {
-    const C = x.shape[x.rank - 1]!;
-    const inner = x.shape.slice(1);
-    const featShape = [1, ...x.shape.slice(1, -1), 1];
-    const b = tf.moments(x, 0);
-    const f = tf.moments(x, -1, true);
-    const mb = use.batchMean ? pop!.batchMean.reshape(inner) : b.mean;
-    const vb = use.batchVar ? pop!.batchVar.reshape(inner) : b.variance;
-    const mf = use.featureMean ? pop!.featureMean.reshape(featShape) : f.mean;
-    const vf = use.featureVar ? pop!.featureVar.reshape(featShape) : f.variance;
-    const xb = x.sub(mb).div(vb.add(eps).sqrt());
-    const xf = x.sub(mf).div(vf.add(eps).sqrt());
-    const wf = 1 / N - 1e-4;
-    const wb = 1 - (1 / N + 1e-4);
-    return xf.mul(wf).add(xb.mul(wb)).mul(gamma).div(Math.sqrt(C)).add(beta);
-  });
 }
 
 /** ||got - ref|| / ||ref||, in float64 on the host. */

@@ -1,5 +1,6 @@
 // The demo's report: Markdown tables and an SVG figure drawn by vega + vega-lite in Node
 // (renderer 'none' + toSVG: no canvas, no browser).
+import { renderVegaLite } from '../lib/vega';
 import type { InferUse } from '../../lib/index';
 import { NORM_NAMES, type Norm } from './model';
 
@@ -136,17 +137,6 @@ export function markdown(inp: ReportInput, figureFile: string | null): string {
 
 // ------------------------------------------------------------------ figure
 
-// vega and vega-lite are ES modules; a real dynamic import keeps them loadable from this CommonJS build.
-const dynamicImport = new Function('s', 'return import(s)') as (s: string) => Promise<unknown>;
-
-interface VegaModule {
-  parse(spec: unknown): unknown;
-  View: new (runtime: unknown, options: { renderer: string }) => { toSVG(): Promise<string>; finalize(): void };
-}
-interface VegaLiteModule {
-  compile(spec: unknown): { spec: unknown };
-}
-
 export function figureSpec(runs: RunResult[]): Record<string, unknown> {
   const values: Record<string, string | number>[] = [];
   for (const r of runs)
@@ -196,16 +186,10 @@ export function figureSpec(runs: RunResult[]): Record<string, unknown> {
 
 /** Renders the figure to an SVG string. */
 export async function renderFigure(runs: RunResult[]): Promise<string> {
-  const vega = (await dynamicImport('vega')) as VegaModule;
-  const vl = (await dynamicImport('vega-lite')) as VegaLiteModule;
-  const spec = vl.compile(figureSpec(runs)).spec as { legends?: { strokeDash?: string; encode?: { symbols?: { update?: Record<string, unknown> } } }[] };
-  // With point marks on the lines vega-lite draws the dash legend's symbols without a stroke.
-  for (const l of spec.legends ?? [])
-    if (l.strokeDash && l.encode?.symbols?.update) Object.assign(l.encode.symbols.update, { stroke: { value: '#444' }, fill: { value: 'transparent' } });
-  const view = new vega.View(vega.parse(spec), { renderer: 'none' });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
+  return renderVegaLite(figureSpec(runs), (compiled) => {
+    // With point marks on the lines vega-lite draws the dash legend's symbols without a stroke.
+    const legends = (compiled.legends ?? []) as { strokeDash?: string; encode?: { symbols?: { update?: Record<string, unknown> } } }[];
+    for (const l of legends)
+      if (l.strokeDash && l.encode?.symbols?.update) Object.assign(l.encode.symbols.update, { stroke: { value: '#444' }, fill: { value: 'transparent' } });
+  });
 }
