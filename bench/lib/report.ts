@@ -195,7 +195,7 @@ const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 function sweepChart(r: BenchResult): Record<string, unknown> {
   const native = new Map(r.sweep.filter((s) => s.impl === 'bln native').map((s) => [s.elements, s.ms]));
   const values = r.sweep.map((s) => ({ ...s, speedup: s.ms / native.get(s.elements)! }));
-  const color = { field: 'impl', type: 'nominal', title: 'implementation' };
+  const color = { field: 'impl', type: 'nominal', title: 'implementation', legend: { labelLimit: 400 } };
   const x = { field: 'elements', type: 'quantitative', scale: { type: 'log' }, title: 'elements (shape [32, n/32])', axis: { format: '~s' } };
   return {
     $schema: SCHEMA,
@@ -224,24 +224,20 @@ function speedupChart(r: BenchResult): Record<string, unknown> {
   const values = r.peers.filter((p) => p.impl !== 'bln native').map((p) => ({ ...p, shape: sh(p.shape) }));
   return {
     $schema: SCHEMA,
-    title: `Speed-up of bln native over each peer (${r.machine.cpu}, ${r.machine.cores} cores)`,
+    title: `Speed-up of bln native over each peer: peer time ÷ bln time (${r.machine.cpu}, ${r.machine.cores} cores)`,
     data: { values },
     facet: { row: { field: 'op', type: 'nominal', title: null, sort: ['forward', 'train', 'infer'] } },
     spec: {
-      width: 720,
-      height: 180,
-      layer: [
-        {
-          mark: 'bar',
-          encoding: {
-            x: { field: 'shape', type: 'nominal', sort: shapes, title: null },
-            xOffset: { field: 'impl', type: 'nominal' },
-            y: { field: 'speedup', type: 'quantitative', scale: { type: 'log' }, title: 'peer time ÷ bln time' },
-            color: { field: 'impl', type: 'nominal', title: 'peer' },
-          },
-        },
-        { mark: { type: 'rule', strokeDash: [4, 3], color: '#444' }, encoding: { y: { datum: 1 } } },
-      ],
+      width: 760,
+      height: 170,
+      mark: 'bar',
+      encoding: {
+        x: { field: 'shape', type: 'nominal', sort: shapes, title: null, axis: { labelAngle: 0 } },
+        xOffset: { field: 'impl', type: 'nominal' },
+        y: { field: 'speedup', type: 'quantitative', scale: { type: 'log' }, stack: null, title: 'peer ÷ bln (log)' },
+        color: { field: 'impl', type: 'nominal', title: 'peer', legend: { labelLimit: 400 } },
+        tooltip: [{ field: 'impl' }, { field: 'speedup', format: '.2f' }],
+      },
     },
   };
 }
@@ -251,7 +247,7 @@ function copyChart(r: BenchResult): Record<string, unknown> {
   const shapes = [...new Set(values.map((v) => v.shape))];
   return {
     $schema: SCHEMA,
-    title: `Native time ÷ same-size copy (${r.machine.simd}, ${r.machine.threads} threads; 1 = memory bound like a copy)`,
+    title: `Native time ÷ same-size copy (${r.machine.simd}, ${r.machine.threads} threads); dashed: targets 1.6 (forward) and 3 (backward)`,
     data: { values },
     width: 720,
     height: 260,
@@ -259,7 +255,7 @@ function copyChart(r: BenchResult): Record<string, unknown> {
       {
         mark: 'bar',
         encoding: {
-          x: { field: 'shape', type: 'nominal', sort: shapes, title: null },
+          x: { field: 'shape', type: 'nominal', sort: shapes, title: null, axis: { labelAngle: 0 } },
           xOffset: { field: 'op', type: 'nominal' },
           y: { field: 'ratio', type: 'quantitative', title: 'time ÷ copy time' },
           color: { field: 'op', type: 'nominal' },
