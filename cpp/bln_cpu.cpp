@@ -9,6 +9,7 @@
 // is read from memory once (8 B/element). Otherwise a statistics pass and an apply
 // pass run over the tensor (12 B/element).
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -158,7 +159,15 @@ inline void splitHiLo(double v, float* hi, float* lo) {
 
 // 1/sqrt(var + eps) in float: correctly rounded sqrt and division, ~1e-7 relative,
 // several times cheaper than the double sequence on the per-statistic path.
-inline float invStd(double var, double eps) { return 1.0f / std::sqrt(static_cast<float>(var + eps)); }
+// Below FLT_MIN (a valid epsilon under float32's range, e.g. 1e-50, with a zero or tiny
+// variance) var + eps would round to 0 in float: 1/0 = inf, and inf * (x - mean = 0) gave
+// NaN where the spec gives 0 (B = 1, C = 1, constant data). That rare case is done in
+// double, clamped to FLT_MAX. NaN stays NaN; an infinite variance gives 0 as before.
+inline float invStd(double var, double eps) {
+  const double v = var + eps;
+  if (v >= double(FLT_MIN)) return 1.0f / std::sqrt(static_cast<float>(v));
+  return static_cast<float>(std::min(1.0 / std::sqrt(v), double(FLT_MAX)));
+}
 
 // Biased variance from shifted sums; negative round-off clamps to 0, NaN stays NaN.
 inline void meanVar(double K, double S1, double S2, double invN, double* mean, double* var) {

@@ -1,4 +1,5 @@
 // Argument checks in the style "Expected X for Y but received Z".
+import { types } from 'util';
 
 export function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -37,7 +38,7 @@ export function plainObject(v: unknown): v is Record<string, unknown> {
 export function isDetached(buf: ArrayBufferLike): boolean {
   const d = (buf as { detached?: boolean }).detached;
   if (typeof d === 'boolean') return d;
-  if (buf.byteLength !== 0 || typeof SharedArrayBuffer !== 'undefined' && buf instanceof SharedArrayBuffer) return false;
+  if (buf.byteLength !== 0 || types.isSharedArrayBuffer(buf)) return false;
   try {
     new Uint8Array(buf as ArrayBuffer);
     return false;
@@ -46,9 +47,13 @@ export function isDetached(buf: ArrayBufferLike): boolean {
   }
 }
 
-/** A Float32Array (any view, SharedArrayBuffer-backed too) that is not detached. */
+/**
+ * A Float32Array (any view, SharedArrayBuffer-backed too) that is not detached. Checked by
+ * its internal type, not `instanceof`: arrays from another realm (a vm context, a jest
+ * sandbox) are Float32Arrays too, and the native side accepts them.
+ */
 export function float32(v: unknown, name: string): Float32Array {
-  if (!(v instanceof Float32Array)) throw invalidType('Float32Array', name, v);
+  if (!types.isFloat32Array(v)) throw invalidType('Float32Array', name, v);
   if (isDetached(v.buffer)) throw new TypeError(`Expected Float32Array for ${name} but received one whose buffer is detached`);
   return v;
 }
