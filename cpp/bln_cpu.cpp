@@ -162,11 +162,13 @@ inline void splitHiLo(double v, float* hi, float* lo) {
 // Below FLT_MIN (a valid epsilon under float32's range, e.g. 1e-50, with a zero or tiny
 // variance) var + eps would round to 0 in float: 1/0 = inf, and inf * (x - mean = 0) gave
 // NaN where the spec gives 0 (B = 1, C = 1, constant data). That rare case is done in
-// double, clamped to FLT_MAX. NaN stays NaN; an infinite variance gives 0 as before.
+// double, clamped to 1e30 so that its products with the mixing coefficients stay finite
+// (0 * 1e30 = 0; beyond 1e30 no nonzero deviation has a float32 result anyway). NaN
+// stays NaN; an infinite variance gives 0 as before.
 inline float invStd(double var, double eps) {
   const double v = var + eps;
   if (v >= double(FLT_MIN)) return 1.0f / std::sqrt(static_cast<float>(v));
-  return static_cast<float>(std::min(1.0 / std::sqrt(v), double(FLT_MAX)));
+  return static_cast<float>(std::min(1.0 / std::sqrt(v), 1e30));
 }
 
 // Biased variance from shifted sums; negative round-off clamps to 0, NaN stays NaN.

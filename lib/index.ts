@@ -104,14 +104,22 @@ function pickDevice(device: Device): number {
  * one comes as fresh pages whose first-touch faults cost more than the kernel
  * itself on large tensors (16 MiB: ~12 ms of faults against ~4 ms of work, measured).
  */
-function newOutput(length: number): Float32Array {
-  const b = Buffer.allocUnsafeSlow(length * 4);
+function newOutput(length: number, name: string): Float32Array {
+  let b: Buffer;
+  try {
+    b = Buffer.allocUnsafeSlow(length * 4);
+  } catch (e) {
+    // over buffer.constants.MAX_LENGTH, or the allocator said no: name the output
+    throw new RangeError(
+      `Could not allocate the output ${name} (${length} float32 elements, ${length * 4} bytes): ${(e as Error).message}. Pass a preallocated ${name} in options.out`,
+    );
+  }
   return new Float32Array(b.buffer, b.byteOffset, length);
 }
 
 function outArray(out: Record<string, unknown>, key: string, length: number, name: string): Float32Array {
   const v = out[key];
-  if (!is.defined(v)) return newOutput(length);
+  if (!is.defined(v)) return newOutput(length, name);
   return is.float32OfLength(v, name, length);
 }
 
@@ -244,7 +252,7 @@ function prepareInfer(x: unknown, shape: unknown, gamma: unknown, beta: unknown,
   const pop = statsArg(population, 'population', v, v.M);
   const u = useArg(use);
   const o = resolveOptions(options, v.B, ['out']);
-  const y = is.defined(o.out) ? is.float32OfLength(o.out, 'options.out', v.size) : newOutput(v.size);
+  const y = is.defined(o.out) ? is.float32OfLength(o.out, 'options.out', v.size) : newOutput(v.size, 'options.out');
   checkNoOverlap({ out: o.out }, [['out', 'options.out', y]], [['x', xa], ['gamma', g], ['beta', b], ...STAT_KEYS.map((k) => [`population.${k}`, pop[k]] as [string, Float32Array])]);
   return {
     args: [xa, v.B, v.M, v.C, g, b, pop.batchMean, pop.batchVar, pop.featureMean, pop.featureVar, u.mask, o.eps, o.N, o.device, y],
@@ -366,12 +374,17 @@ export interface ConfigureOptions {
 /** Process-wide settings of the CPU path (the same as BLN_SIMD / BLN_THREADS at load). */
 export function configure(options: ConfigureOptions): BackendInfo {
   if (!is.plainObject(options)) throw is.invalidType('object', 'options', options);
+  for (const key of Object.keys(options))
+    if (key !== 'simd' && key !== 'threads') throw new TypeError(`Unknown option '${key}': expected one of simd, threads`);
   const info = native().backendInfo();
-  if (is.defined(options.simd)) native().setSimd(is.oneOf(options.simd, 'simd', info.simdSupported));
+  // everything is checked before anything is applied: a rejected call changes nothing
+  const simd = is.defined(options.simd) ? is.oneOf(options.simd, 'simd', info.simdSupported) : undefined;
+  let threads: number | undefined;
   if (is.defined(options.threads)) {
-    const t = is.positiveInteger(options.threads, 'threads');
-    if (t > info.maxThreads) throw is.invalidRange(`integer between 1 and ${info.maxThreads}`, 'threads', t);
-    native().setThreads(t);
+    threads = is.positiveInteger(options.threads, 'threads');
+    if (threads > info.maxThreads) throw is.invalidRange(`integer between 1 and ${info.maxThreads}`, 'threads', threads);
   }
+  if (simd !== undefined) native().setSimd(simd);
+  if (threads !== undefined) native().setThreads(threads);
   return backendInfo();
 }

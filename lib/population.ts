@@ -28,12 +28,19 @@ export class PopulationStats {
     this.M = v.M;
     this.C = v.C;
     const mc = v.M * v.C;
-    this.sums = {
-      batchMean: new Float64Array(mc),
-      batchVar: new Float64Array(mc),
-      featureMean: new Float64Array(v.M),
-      featureVar: new Float64Array(v.M),
-    };
+    try {
+      this.sums = {
+        batchMean: new Float64Array(mc),
+        batchVar: new Float64Array(mc),
+        featureMean: new Float64Array(v.M),
+        featureVar: new Float64Array(v.M),
+      };
+    } catch (e) {
+      // beyond the typed-array limit, or the allocator said no: name the shape
+      throw new RangeError(
+        `Expected shape whose accumulators (2 x ${mc} + 2 x ${v.M} float64) can be allocated but received [${v.shape.join(', ')}]: ${(e as Error).message}`,
+      );
+    }
   }
 
   /** Steps accumulated since construction or the last reset. */
