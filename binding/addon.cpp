@@ -35,7 +35,8 @@ double numArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
 
 // A Float32Array of exactly `len` elements (or, when optional, undefined/null).
 template <class T>
-T* f32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t len, Keep& keep, bool optional = false) {
+T* f32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t len, Keep& keep, int64_t* got,
+          bool optional = false) {
   Napi::Value v = info[i];
   if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
@@ -47,6 +48,7 @@ T* f32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t le
   float* p = a.Data();
   if (!p) throw Napi::TypeError::New(info.Env(), std::string("native: ") + name + " is detached");
   keep.push_back(v);
+  *got = static_cast<int64_t>(a.ElementLength());  // the core checks it again
   return p;
 }
 
@@ -81,17 +83,17 @@ struct ForwardOp {
   void parse(const Napi::CallbackInfo& info, Keep& keep) {
     a.d = dimsArg(info, 1);
     const int64_t n = a.d.numel(), mc = a.d.batchStatLen(), bm = a.d.featureStatLen();
-    a.x = f32Arg<const float>(info, 0, "x", n, keep);
-    a.gamma = f32Arg<const float>(info, 4, "gamma", a.d.C, keep);
-    a.beta = f32Arg<const float>(info, 5, "beta", a.d.C, keep);
+    a.x = f32Arg<const float>(info, 0, "x", n, keep, &a.len.x);
+    a.gamma = f32Arg<const float>(info, 4, "gamma", a.d.C, keep, &a.len.gamma);
+    a.beta = f32Arg<const float>(info, 5, "beta", a.d.C, keep, &a.len.beta);
     a.eps = numArg(info, 6, "epsilon");
     a.batchSize = numArg(info, 7, "batchSize");
     dev = deviceArg(info, 8);
-    a.y = f32Arg<float>(info, 9, "y", n, keep);
-    a.stats.batchMean = f32Arg<float>(info, 10, "batchMean", mc, keep);
-    a.stats.batchVar = f32Arg<float>(info, 11, "batchVar", mc, keep);
-    a.stats.featureMean = f32Arg<float>(info, 12, "featureMean", bm, keep);
-    a.stats.featureVar = f32Arg<float>(info, 13, "featureVar", bm, keep);
+    a.y = f32Arg<float>(info, 9, "y", n, keep, &a.len.y);
+    a.stats.batchMean = f32Arg<float>(info, 10, "batchMean", mc, keep, &a.len.batchMean);
+    a.stats.batchVar = f32Arg<float>(info, 11, "batchVar", mc, keep, &a.len.batchVar);
+    a.stats.featureMean = f32Arg<float>(info, 12, "featureMean", bm, keep, &a.len.featureMean);
+    a.stats.featureVar = f32Arg<float>(info, 13, "featureVar", bm, keep, &a.len.featureVar);
   }
   void run() const {
 #ifdef BLN_WITH_CUDA
@@ -109,19 +111,19 @@ struct BackwardOp {
   void parse(const Napi::CallbackInfo& info, Keep& keep) {
     a.d = dimsArg(info, 2);
     const int64_t n = a.d.numel(), mc = a.d.batchStatLen(), bm = a.d.featureStatLen();
-    a.dy = f32Arg<const float>(info, 0, "dy", n, keep);
-    a.x = f32Arg<const float>(info, 1, "x", n, keep);
-    a.gamma = f32Arg<const float>(info, 5, "gamma", a.d.C, keep);
-    a.stats.batchMean = f32Arg<const float>(info, 6, "stats.batchMean", mc, keep);
-    a.stats.batchVar = f32Arg<const float>(info, 7, "stats.batchVar", mc, keep);
-    a.stats.featureMean = f32Arg<const float>(info, 8, "stats.featureMean", bm, keep);
-    a.stats.featureVar = f32Arg<const float>(info, 9, "stats.featureVar", bm, keep);
+    a.dy = f32Arg<const float>(info, 0, "dy", n, keep, &a.len.dy);
+    a.x = f32Arg<const float>(info, 1, "x", n, keep, &a.len.x);
+    a.gamma = f32Arg<const float>(info, 5, "gamma", a.d.C, keep, &a.len.gamma);
+    a.stats.batchMean = f32Arg<const float>(info, 6, "stats.batchMean", mc, keep, &a.len.batchMean);
+    a.stats.batchVar = f32Arg<const float>(info, 7, "stats.batchVar", mc, keep, &a.len.batchVar);
+    a.stats.featureMean = f32Arg<const float>(info, 8, "stats.featureMean", bm, keep, &a.len.featureMean);
+    a.stats.featureVar = f32Arg<const float>(info, 9, "stats.featureVar", bm, keep, &a.len.featureVar);
     a.eps = numArg(info, 10, "epsilon");
     a.batchSize = numArg(info, 11, "batchSize");
     dev = deviceArg(info, 12);
-    a.dx = f32Arg<float>(info, 13, "dx", n, keep);
-    a.dgamma = f32Arg<float>(info, 14, "dgamma", a.d.C, keep);
-    a.dbeta = f32Arg<float>(info, 15, "dbeta", a.d.C, keep);
+    a.dx = f32Arg<float>(info, 13, "dx", n, keep, &a.len.dx);
+    a.dgamma = f32Arg<float>(info, 14, "dgamma", a.d.C, keep, &a.len.dgamma);
+    a.dbeta = f32Arg<float>(info, 15, "dbeta", a.d.C, keep, &a.len.dbeta);
   }
   void run() const {
 #ifdef BLN_WITH_CUDA
@@ -139,20 +141,23 @@ struct InferOp {
   void parse(const Napi::CallbackInfo& info, Keep& keep) {
     a.d = dimsArg(info, 1);
     const int64_t n = a.d.numel(), mc = a.d.batchStatLen();
-    a.x = f32Arg<const float>(info, 0, "x", n, keep);
-    a.gamma = f32Arg<const float>(info, 4, "gamma", a.d.C, keep);
-    a.beta = f32Arg<const float>(info, 5, "beta", a.d.C, keep);
+    a.x = f32Arg<const float>(info, 0, "x", n, keep, &a.len.x);
+    a.gamma = f32Arg<const float>(info, 4, "gamma", a.d.C, keep, &a.len.gamma);
+    a.beta = f32Arg<const float>(info, 5, "beta", a.d.C, keep, &a.len.beta);
     const double mask = numArg(info, 10, "use");
+    // (casting NaN or an out-of-range double to int is undefined behaviour)
+    if (!(mask >= 0 && mask <= 15) || mask != std::floor(mask))
+      throw Napi::RangeError::New(info.Env(), "native: use must be an integer mask in 0..15");
     const int u = static_cast<int>(mask);
     a.use.batchMean = u & 1, a.use.batchVar = u & 2, a.use.featureMean = u & 4, a.use.featureVar = u & 8;
-    a.population.batchMean = f32Arg<const float>(info, 6, "population.batchMean", mc, keep, !a.use.batchMean);
-    a.population.batchVar = f32Arg<const float>(info, 7, "population.batchVar", mc, keep, !a.use.batchVar);
-    a.population.featureMean = f32Arg<const float>(info, 8, "population.featureMean", a.d.M, keep, !a.use.featureMean);
-    a.population.featureVar = f32Arg<const float>(info, 9, "population.featureVar", a.d.M, keep, !a.use.featureVar);
+    a.population.batchMean = f32Arg<const float>(info, 6, "population.batchMean", mc, keep, &a.len.batchMean, !a.use.batchMean);
+    a.population.batchVar = f32Arg<const float>(info, 7, "population.batchVar", mc, keep, &a.len.batchVar, !a.use.batchVar);
+    a.population.featureMean = f32Arg<const float>(info, 8, "population.featureMean", a.d.M, keep, &a.len.featureMean, !a.use.featureMean);
+    a.population.featureVar = f32Arg<const float>(info, 9, "population.featureVar", a.d.M, keep, &a.len.featureVar, !a.use.featureVar);
     a.eps = numArg(info, 11, "epsilon");
     a.batchSize = numArg(info, 12, "batchSize");
     dev = deviceArg(info, 13);
-    a.y = f32Arg<float>(info, 14, "y", n, keep);
+    a.y = f32Arg<float>(info, 14, "y", n, keep, &a.len.y);
   }
   void run() const {
 #ifdef BLN_WITH_CUDA

@@ -32,10 +32,21 @@ struct StatsOut {
   float* featureVar = nullptr;
 };
 
+// Buffer lengths in floats, as the caller holds them; -1 where the caller does not
+// say (C++ callers that size every buffer from d themselves). Every given length is
+// checked against d before any memory is touched (ArgumentError otherwise); the
+// binding gives all of them. The four statistics are the mini-batch ones (forward,
+// backward) or the population (infer, checked only where `use` reads them).
+struct Lengths {
+  int64_t x = -1, dy = -1, gamma = -1, beta = -1, y = -1, dx = -1, dgamma = -1, dbeta = -1;
+  int64_t batchMean = -1, batchVar = -1, featureMean = -1, featureVar = -1;
+};
+
 // Plain batons: the binding fills them, the core reads them. Lengths are
 // carried so the core can check them before touching memory.
 struct ForwardArgs {
   Dims d;
+  Lengths len;
   const float* x = nullptr;
   const float* gamma = nullptr;
   const float* beta = nullptr;
@@ -47,6 +58,7 @@ struct ForwardArgs {
 
 struct BackwardArgs {
   Dims d;
+  Lengths len;
   const float* dy = nullptr;
   const float* x = nullptr;
   const float* gamma = nullptr;
@@ -64,6 +76,7 @@ struct InferUse {
 
 struct InferArgs {
   Dims d;
+  Lengths len;
   const float* x = nullptr;
   const float* gamma = nullptr;
   const float* beta = nullptr;
@@ -78,6 +91,39 @@ struct InferArgs {
 struct ArgumentError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
+
+// Length checks of every path (header-only so the CUDA host API can share them).
+// Call after checkDims(d): the products below cannot overflow then.
+inline void checkLength(int64_t got, int64_t want, const char* name) {
+  if (got != -1 && got != want)
+    throw ArgumentError(std::string(name) + " has length " + std::to_string(got) + ", expected " + std::to_string(want));
+}
+inline void checkLengths(const ForwardArgs& a) {
+  const Lengths& l = a.len;
+  checkLength(l.x, a.d.numel(), "x"), checkLength(l.y, a.d.numel(), "y");
+  checkLength(l.gamma, a.d.C, "gamma"), checkLength(l.beta, a.d.C, "beta");
+  checkLength(l.batchMean, a.d.batchStatLen(), "batchMean"), checkLength(l.batchVar, a.d.batchStatLen(), "batchVar");
+  checkLength(l.featureMean, a.d.featureStatLen(), "featureMean");
+  checkLength(l.featureVar, a.d.featureStatLen(), "featureVar");
+}
+inline void checkLengths(const BackwardArgs& a) {
+  const Lengths& l = a.len;
+  checkLength(l.dy, a.d.numel(), "dy"), checkLength(l.x, a.d.numel(), "x"), checkLength(l.dx, a.d.numel(), "dx");
+  checkLength(l.gamma, a.d.C, "gamma"), checkLength(l.dgamma, a.d.C, "dgamma"), checkLength(l.dbeta, a.d.C, "dbeta");
+  checkLength(l.batchMean, a.d.batchStatLen(), "stats.batchMean");
+  checkLength(l.batchVar, a.d.batchStatLen(), "stats.batchVar");
+  checkLength(l.featureMean, a.d.featureStatLen(), "stats.featureMean");
+  checkLength(l.featureVar, a.d.featureStatLen(), "stats.featureVar");
+}
+inline void checkLengths(const InferArgs& a) {
+  const Lengths& l = a.len;
+  checkLength(l.x, a.d.numel(), "x"), checkLength(l.y, a.d.numel(), "y");
+  checkLength(l.gamma, a.d.C, "gamma"), checkLength(l.beta, a.d.C, "beta");
+  if (a.use.batchMean) checkLength(l.batchMean, a.d.batchStatLen(), "population.batchMean");
+  if (a.use.batchVar) checkLength(l.batchVar, a.d.batchStatLen(), "population.batchVar");
+  if (a.use.featureMean) checkLength(l.featureMean, a.d.M, "population.featureMean");
+  if (a.use.featureVar) checkLength(l.featureVar, a.d.M, "population.featureVar");
+}
 
 // Mixing weights of the spec, from the configured batch size N.
 inline double weightFeature(double N) { return 1.0 / N - 1e-4; }

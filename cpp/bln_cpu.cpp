@@ -589,6 +589,7 @@ static void runNorm(NormJob& j, double batchSize) {
 
 void cpuForward(const ForwardArgs& a) {
   checkCommon(a.d, a.eps, a.batchSize);
+  checkLengths(a);
   requireBuffers({a.x, a.gamma, a.beta, a.y, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean, a.stats.featureVar},
                  "forward");
   NormJob j{};
@@ -602,6 +603,7 @@ void cpuForward(const ForwardArgs& a) {
 
 void cpuInfer(const InferArgs& a) {
   checkCommon(a.d, a.eps, a.batchSize);
+  checkLengths(a);
   requireBuffers({a.x, a.gamma, a.beta, a.y}, "infer");
   if ((a.use.batchMean && !a.population.batchMean) || (a.use.batchVar && !a.population.batchVar) ||
       (a.use.featureMean && !a.population.featureMean) || (a.use.featureVar && !a.population.featureVar))
@@ -617,6 +619,7 @@ void cpuInfer(const InferArgs& a) {
 
 void cpuBackward(const BackwardArgs& a) {
   checkCommon(a.d, a.eps, a.batchSize);
+  checkLengths(a);
   requireBuffers({a.dy, a.x, a.gamma, a.dx, a.dgamma, a.dbeta, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean,
                   a.stats.featureVar},
                  "backward");

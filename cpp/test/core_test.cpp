@@ -1,7 +1,9 @@
 // C++ check of the core against a float64 reference of BLN-SPEC.md, at every SIMD
 // level this CPU runs and at 1 and all threads. Used by valgrind/sanitizer runs
 // (no Node involved). Exit status 0 when every case is within the spec's bounds.
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <random>
 #include <vector>
@@ -90,6 +92,100 @@ static double relErr(const vector<float>& got, const vector<double>& ref) {
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
+// Regression (found by the fuzz harness, cpp/fuzz/fuzz_core.cpp): the batons carried no buffer
+// lengths, so the core read and wrote past buffers shorter than the shape. Every stated length
+// that disagrees with the shape must now be an ArgumentError before any output is written.
+static int lengthChecks(int* checks) {
+  int failures = 0;
+  const int64_t B = 4, M = 3, C = 8, n = B * M * C;
+  vector<float> x(n, 1.f), dy(n, 1.f), g(C, 1.f), be(C, 0.f), y(n, NAN), mb(M * C, 1.f), vb(M * C, 1.f),
+      mf(B * M, 1.f), vf(B * M, 1.f), dx(n, NAN), dg(C, NAN), db(C, NAN);
+  for (int i = 0; i < 5; ++i) x[i] = (float)i;
+  auto untouched = [](const vector<float>& v) {
+    for (float f : v)
+      if (!std::isnan(f)) return false;
+    return true;
+  };
+  auto expect = [&](const char* what, bool wantThrow, auto&& call) {
+    ++*checks;
+    std::fill(y.begin(), y.end(), NAN), std::fill(dx.begin(), dx.end(), NAN);
+    std::fill(dg.begin(), dg.end(), NAN), std::fill(db.begin(), db.end(), NAN);
+    bool threw = false;
+    try {
+      call();
+    } catch (const bln::ArgumentError&) {
+      threw = true;
+    }
+    const bool ok = threw == wantThrow && (!threw || (untouched(y) && untouched(dx) && untouched(dg) && untouched(db)));
+    if (!ok) ++failures;
+    if (!ok || std::getenv("VERBOSE")) std::printf("%s length check: %s\n", ok ? "ok  " : "FAIL", what);
+  };
+  auto fwd = [&]() {
+    bln::ForwardArgs a;
+    a.d = {B, M, C};
+    a.x = x.data(), a.gamma = g.data(), a.beta = be.data(), a.y = y.data(), a.stats = {mb.data(), vb.data(), mf.data(), vf.data()};
+    a.len.x = n, a.len.gamma = C, a.len.beta = C, a.len.y = n;
+    a.len.batchMean = a.len.batchVar = M * C, a.len.featureMean = a.len.featureVar = B * M;
+    a.batchSize = B;
+    return a;
+  };
+  auto bwd = [&]() {
+    bln::BackwardArgs a;
+    a.d = {B, M, C};
+    a.dy = dy.data(), a.x = x.data(), a.gamma = g.data(), a.stats = {mb.data(), vb.data(), mf.data(), vf.data()};
+    a.dx = dx.data(), a.dgamma = dg.data(), a.dbeta = db.data();
+    a.len.dy = a.len.x = a.len.dx = n, a.len.gamma = a.len.dgamma = a.len.dbeta = C;
+    a.len.batchMean = a.len.batchVar = M * C, a.len.featureMean = a.len.featureVar = B * M;
+    a.batchSize = B;
+    return a;
+  };
+  auto inf = [&]() {
+    bln::InferArgs a;
+    a.d = {B, M, C};
+    a.x = x.data(), a.gamma = g.data(), a.beta = be.data(), a.y = y.data();
+    a.population = {mb.data(), vb.data(), mf.data(), vf.data()};
+    a.use = {true, true, true, true};
+    a.len.x = n, a.len.gamma = C, a.len.beta = C, a.len.y = n;
+    a.len.batchMean = a.len.batchVar = M * C, a.len.featureMean = a.len.featureVar = M;
+    a.batchSize = B;
+    return a;
+  };
+  expect("forward, all lengths right", false, [&] { bln::cpuForward(fwd()); });
+  expect("backward, all lengths right", false, [&] { bln::cpuBackward(bwd()); });
+  expect("infer, all lengths right", false, [&] { bln::cpuInfer(inf()); });
+  expect("forward, lengths not given (-1)", false, [&] { bln::ForwardArgs a = fwd(); a.len = {}; bln::cpuForward(a); });
+  int64_t bln::Lengths::*fields[] = {&bln::Lengths::x,  &bln::Lengths::dy, &bln::Lengths::gamma, &bln::Lengths::beta,
+                                     &bln::Lengths::y,  &bln::Lengths::dx, &bln::Lengths::dgamma, &bln::Lengths::dbeta,
+                                     &bln::Lengths::batchMean, &bln::Lengths::batchVar, &bln::Lengths::featureMean,
+                                     &bln::Lengths::featureVar};
+  for (auto f : fields)
+    for (int64_t delta : {-1, 1}) {
+      bln::ForwardArgs fa = fwd();
+      const bool fUsed = fa.len.*f != -1;
+      if (fUsed) fa.len.*f += delta;
+      expect("forward, one length off by one", fUsed, [&] { bln::cpuForward(fa); });
+      bln::BackwardArgs ba = bwd();
+      const bool bUsed = ba.len.*f != -1;
+      if (bUsed) ba.len.*f += delta;
+      expect("backward, one length off by one", bUsed, [&] { bln::cpuBackward(ba); });
+      bln::InferArgs ia = inf();
+      const bool iUsed = ia.len.*f != -1;
+      if (iUsed) ia.len.*f += delta;
+      expect("infer, one length off by one", iUsed, [&] { bln::cpuInfer(ia); });
+      // A population statistic that `use` does not read is not checked (the binding passes none).
+      ia.use = {false, false, false, false};
+      expect("infer, unused population statistic with a wrong length", f == &bln::Lengths::x || f == &bln::Lengths::gamma ||
+             f == &bln::Lengths::beta || f == &bln::Lengths::y, [&] { bln::cpuInfer(ia); });
+    }
+  // A shape whose tensors could not exist, with short buffers: rejected by length, never touched.
+  expect("forward, huge shape with short buffers", true, [&] {
+    bln::ForwardArgs a = fwd();
+    a.d = {int64_t(1) << 40, 1, 8};
+    bln::cpuForward(a);
+  });
+  return failures;
+}
+
 int main(int argc, char** argv) {
   std::mt19937_64 rng(argc > 1 ? std::atoll(argv[1]) : 12345);
   struct Case { int64_t B, M, C; double offset; };
@@ -97,7 +193,8 @@ int main(int argc, char** argv) {
                         {25, 196, 6, 0}, {7, 2, 1100, 0}, {130, 1, 17, 0},  {300, 1, 9, 0},   {64, 5, 600, 0},
                         {33, 4, 31, 1e4}, {9, 1, 2049, 1e4}, {100, 2, 515, 0}, {2, 3000, 5, 0},
                         {4096, 1, 100, 0}, {70, 1, 1500, 0}, {1, 1, 5000, 0}, {200, 1, 700, 1e4}};
-  int failures = 0, checks = 0;
+  int checks = 0;
+  int failures = lengthChecks(&checks);
   vector<bln::SimdLevel> levels;
   for (int l = 0; l < 4; ++l)
     if (bln::simdSupported((bln::SimdLevel)l)) levels.push_back((bln::SimdLevel)l);
