@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -15,8 +16,16 @@
 
 namespace {
 
-// Inputs and outputs the worker keeps alive until it is done.
-using Keep = std::vector<Napi::Value>;
+// Inputs and outputs the worker keeps alive until it is done (at most 16 arrays per op;
+// a fixed array, so that the synchronous path allocates nothing).
+struct Keep {
+  napi_value v[16];
+  size_t n = 0;
+  void push(napi_value x) {
+    if (n == 16) throw std::logic_error("too many arrays");
+    v[n++] = x;
+  }
+};
 
 int64_t dimArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   Napi::Value v = info[i];
@@ -33,23 +42,32 @@ double numArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return v.As<Napi::Number>().DoubleValue();
 }
 
-// A Float32Array of exactly `len` elements (or, when optional, undefined/null).
+// A Float32Array of exactly `len` elements (or, when optional, undefined/null). One
+// napi_get_typedarray_info call gives type, length and data: this runs for every array of
+// every call, and the typed wrappers' repeated queries were a quarter of a small call.
 template <class T>
 T* f32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t len, Keep& keep, int64_t* got,
           bool optional = false) {
-  Napi::Value v = info[i];
-  if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw Napi::TypeError::New(info.Env(), std::string("native: ") + name + " must be a Float32Array");
-  Napi::Float32Array a = v.As<Napi::Float32Array>();
-  if (static_cast<int64_t>(a.ElementLength()) != len)
-    throw Napi::RangeError::New(info.Env(), std::string("native: ") + name + " has length " +
-                                                std::to_string(a.ElementLength()) + ", expected " + std::to_string(len));
-  float* p = a.Data();
-  if (!p) throw Napi::TypeError::New(info.Env(), std::string("native: ") + name + " is detached");
-  keep.push_back(v);
-  *got = static_cast<int64_t>(a.ElementLength());  // the core checks it again
-  return p;
+  napi_env env = info.Env();
+  napi_value v = info[i];
+  if (optional) {
+    napi_valuetype t;
+    if (napi_typeof(env, v, &t) == napi_ok && (t == napi_undefined || t == napi_null)) return nullptr;
+  }
+  bool isTyped = false;
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_is_typedarray(env, v, &isTyped) != napi_ok || !isTyped ||
+      napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array)
+    throw Napi::TypeError::New(env, std::string("native: ") + name + " must be a Float32Array");
+  if (static_cast<int64_t>(length) != len)
+    throw Napi::RangeError::New(env, std::string("native: ") + name + " has length " + std::to_string(length) +
+                                         ", expected " + std::to_string(len));
+  if (!data) throw Napi::TypeError::New(env, std::string("native: ") + name + " is detached");
+  keep.push(v);
+  *got = static_cast<int64_t>(length);  // the core checks it again
+  return static_cast<T*>(data);
 }
 
 bln::Dims dimsArg(const Napi::CallbackInfo& info, size_t i) {
@@ -188,8 +206,8 @@ class OpWorker : public Napi::AsyncWorker {
  public:
   OpWorker(Napi::Env env, Op op, const Keep& keep)
       : Napi::AsyncWorker(env, Op::kName), op_(op), deferred_(Napi::Promise::Deferred::New(env)) {
-    refs_.reserve(keep.size());
-    for (const Napi::Value& v : keep) refs_.push_back(Napi::Persistent(v));
+    refs_.reserve(keep.n);
+    for (size_t k = 0; k < keep.n; ++k) refs_.push_back(Napi::Persistent(Napi::Value(env, keep.v[k])));
   }
   Napi::Promise Promise() const { return deferred_.Promise(); }
 

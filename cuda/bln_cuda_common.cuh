@@ -43,7 +43,14 @@ BLN_HD size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
 
 // 1/sqrt(var + eps) in float, as the CPU path computes it (correctly rounded sqrt and
 // division: nvcc's defaults -prec-sqrt=true -prec-div=true; never build with fast math).
-BLN_DEV float invStd(double var, double eps) { return 1.0f / sqrtf(static_cast<float>(var + eps)); }
+// As the CPU path: var + eps below float's normal range (eps like 1e-50 on constant data) is
+// taken in double and clamped, where float would give 1/sqrt(0) = Inf and then NaN. NaN stays NaN.
+BLN_DEV float invStd(double var, double eps) {
+  const double v = var + eps;
+  if (v >= 1.1754943508222875e-38) return 1.0f / sqrtf(static_cast<float>(v));
+  const double r = 1.0 / sqrt(v);
+  return static_cast<float>(r > 1e30 ? 1e30 : r);
+}
 
 // A double mean as hi + lo floats, so (x - hi) - lo is x - mean to float accuracy even
 // when the mean is large (1e4 + N(0,1) data).
