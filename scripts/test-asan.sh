@@ -42,9 +42,21 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN
 export BLN_ADDON_PATH="$ADDON"
 mkdir -p "$(dirname "$LOG")"
 
-# Every test file runs, the tfjs ones (tfjs-node, cpu and wasm backends) included.
+# Every test file runs, the tfjs ones (cpu and wasm backends; tfjs-node where installed) included.
+# Left out by name, because what they measure is not meaningful under ASan (a renamed test makes
+# the pattern stop matching and the test run again, loudly, rather than silently vanish):
+EXCLUDE=(
+  # faults.test.ts: a child process under an address-space/memory rlimit; ASan reserves terabytes
+  # of shadow and keeps its own allocator, which dies under that limit before node's OOM path runs.
+  'native out-of-memory'
+  # soak.test.ts: asserts flat RSS over 3,000 calls; ASan's quarantine holds freed blocks (256 MiB
+  # by design), so RSS grows whatever the addon does. Leaks are valgrind-core.sh's job.
+  '3,000 mixed calls: external memory and RSS'
+)
+pattern=$(IFS='|'; echo "^(?!.*(?:${EXCLUDE[*]}))")
 echo "test-asan: jest with LD_PRELOAD=$LIBASAN, BLN_ADDON_PATH=$ADDON (log: $LOG)"
-LD_PRELOAD="$LIBASAN" npx jest --ci "$@" 2>&1 | tee "$LOG"
+printf 'test-asan: excluded under ASan: %s\n' "${EXCLUDE[@]}"
+LD_PRELOAD="$LIBASAN" npx jest --ci -t "$pattern" "$@" 2>&1 | tee "$LOG"
 jest_rc=${PIPESTATUS[0]}
 end=$(date +%s)
 
