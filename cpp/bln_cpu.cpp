@@ -165,10 +165,31 @@ inline void splitHiLo(double v, float* hi, float* lo) {
 // double, clamped to 1e30 so that its products with the mixing coefficients stay finite
 // (0 * 1e30 = 0; beyond 1e30 no nonzero deviation has a float32 result anyway). NaN
 // stays NaN; an infinite variance gives 0 as before.
+// Above FLT_MAX (deviations beyond ~1.8e19: the variance itself overflows float32) the
+// double path keeps 1/sqrt finite too, so y stays right where only the statistic overflows.
 inline float invStd(double var, double eps) {
   const double v = var + eps;
-  if (v >= double(FLT_MIN)) return 1.0f / std::sqrt(static_cast<float>(v));
+  if (v >= double(FLT_MIN) && v <= double(FLT_MAX)) return 1.0f / std::sqrt(static_cast<float>(v));
   return static_cast<float>(std::min(1.0 / std::sqrt(v), 1e30));
+}
+
+// The kernels accumulate squared deviations in float32 over short runs: deviations beyond
+// ~3e18 overflow those partials (S2 = inf) although the data and the true variance may be
+// finite. Finite S1 with non-finite S2 means exactly that (an Inf or NaN input makes S1
+// non-finite too), and the statistic is then recomputed here in double, two passes.
+inline bool sumsOverflowed(double S1, double S2) { return std::isfinite(S1) && !std::isfinite(S2); }
+
+inline void exactMeanVar(const float* x, int64_t n, int64_t stride, double* mean, double* var) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i * stride];
+  const double m = s / double(n);
+  double v = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = x[i * stride] - m;
+    v += e * e;
+  }
+  *mean = m;
+  *var = v / double(n);
 }
 
 // Biased variance from shifted sums; negative round-off clamps to 0, NaN stays NaN.
@@ -204,7 +225,12 @@ struct NormJob {
   void finCol(int64_t m, int64_t c, double S1, double S2) const {
     const int64_t mc = m * d.C + c;
     double mean = 0, var = 0;
-    if (needCol) meanVar(x[mc], S1, S2, invB, &mean, &var);
+    if (needCol) {
+      if (sumsOverflowed(S1, S2))
+        exactMeanVar(x + mc, d.B, d.M * d.C, &mean, &var);
+      else
+        meanVar(x[mc], S1, S2, invB, &mean, &var);
+    }
     if (use.batchMean) mean = pop->batchMean[mc];
     if (use.batchVar) var = pop->batchVar[mc];
     if (out.batchMean) out.batchMean[mc] = static_cast<float>(mean), out.batchVar[mc] = static_cast<float>(var);
@@ -233,11 +259,18 @@ struct NormJob {
       lo[j] = static_cast<float>(mean - static_cast<double>(h));
       a[j] = gw[j] * invStd(var, eps);
     }
+    for (int64_t j = 0; j < n; ++j)
+      if (sumsOverflowed(S1[j], S2[j])) finCol(m, c0 + j, S1[j], S2[j]);
   }
   void finRow(int64_t r, double S1, double S2) const {
     const int64_t m = r % d.M;
     double mean = 0, var = 0;
-    if (needRow) meanVar(x[r * d.C], S1, S2, invC, &mean, &var);
+    if (needRow) {
+      if (sumsOverflowed(S1, S2))
+        exactMeanVar(x + r * d.C, d.C, 1, &mean, &var);
+      else
+        meanVar(x[r * d.C], S1, S2, invC, &mean, &var);
+    }
     if (use.featureMean) mean = pop->featureMean[m];
     if (use.featureVar) var = pop->featureVar[m];
     if (out.featureMean) out.featureMean[r] = static_cast<float>(mean), out.featureVar[r] = static_cast<float>(var);

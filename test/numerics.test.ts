@@ -99,6 +99,54 @@ describe('data with a large common offset: 1e4 + N(0,1)', () => {
   });
 });
 
+describe('huge magnitudes: squared deviations beyond float32', () => {
+  // The kernels sum squared deviations in float32 runs; past ~3e18 those overflow while the
+  // data is finite. Such statistics are recomputed in double (regression: y was off by a
+  // relative 0.3-1.8 at scale 1e22).
+  const SHAPES = [[32, 300], [16, 3000], [8, 5, 40], [1, 7], [5, 1]];
+  const LEVELS = bln.backendInfo().simdSupported;
+  afterAll(() => void bln.configure({ simd: bln.backendInfo().simdSupported.at(-1)!, threads: bln.backendInfo().maxThreads }));
+
+  test.each(LEVELS)('scale 1e19 (variance still a float32): statistics and y match the reference (%s)', (simd) => {
+    bln.configure({ simd });
+    for (const shape of SHAPES) {
+      const seed = freshSeed();
+      const { x, gamma, beta } = makeInputs(new Rng(seed), shape, 0, 1e19);
+      const fwd = bln.forward(x, shape, gamma, beta);
+      const ref = refForward(x, shape, gamma, beta);
+      const context = `${simd} ${ctx(seed, shape)}`;
+      expectClose(fwd.y, ref.y, 1e-5, `y ${context}`);
+      for (const k of bln.STAT_KEYS) expectClose(fwd.stats[k], ref.stats[k], 1e-5, `${k} ${context}`);
+    }
+  });
+
+  test.each(LEVELS)('scale 1e22: y matches the reference; variances beyond float32 are +Inf, means exact (%s)', (simd) => {
+    bln.configure({ simd });
+    for (const shape of SHAPES) {
+      const seed = freshSeed();
+      const { x, gamma, beta } = makeInputs(new Rng(seed), shape, 0, 1e22);
+      const fwd = bln.forward(x, shape, gamma, beta);
+      const ref = refForward(x, shape, gamma, beta);
+      const context = `${simd} ${ctx(seed, shape)}`;
+      expectClose(fwd.y, ref.y, 1e-5, `y ${context}`);
+      const noPop = { batchMean: false, batchVar: false, featureMean: false, featureVar: false };
+      const pop = new bln.PopulationStats(shape).update(fwd.stats).result();
+      expectClose(bln.infer(x, shape, gamma, beta, pop, noPop), ref.y, 1e-5, `infer y ${context}`);
+      expectClose(fwd.stats.batchMean, ref.stats.batchMean, 1e-5, `batchMean ${context}`);
+      expectClose(fwd.stats.featureMean, ref.stats.featureMean, 1e-5, `featureMean ${context}`);
+      for (const k of ['batchVar', 'featureVar'] as const) {
+        const got = fwd.stats[k];
+        const want = ref.stats[k];
+        for (let i = 0; i < want.length; i++) {
+          const w = Math.fround(want[i]!);
+          if (w === Infinity) expect(got[i]).toBe(Infinity);
+          else expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-5 * Math.abs(want[i]!) + 1e-30);
+        }
+      }
+    }
+  });
+});
+
 describe('NaN and Inf inputs', () => {
   test('NaN in one element: forward, backward, infer do not crash; NaN reaches its row and column, not the rest', async () => {
     const seed = freshSeed();
