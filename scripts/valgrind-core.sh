@@ -5,8 +5,8 @@
 #   bash scripts/valgrind-core.sh [SEED]     # extra arguments go to bln_core_test (its RNG seed)
 # Exit status non-zero on any memcheck error, any definitely/indirectly/possibly lost block, or a
 # failed numerical check. Builds into build-valgrind/ (RelWithDebInfo, CPU only). valgrind does not
-# emulate AVX-512: on an AVX-512 machine set BLN_SIMD=avx2 or the avx512 level is run natively
-# where valgrind cannot follow it (core_test sets each supported level itself).
+# emulate AVX-512 and hides it from CPUID, so on an AVX-512 machine that level is not run under it
+# (core_test runs every level the CPU reports: scalar and AVX2 here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind-core: valgrind not installed" >&2; exit 2; }
