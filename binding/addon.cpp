@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <cmath>
+#include <cstdio>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -185,19 +186,26 @@ struct InferOp {
   }
 };
 
-// Runs op.run(), turning C++ failures into a message. No N-API inside.
+// Runs op.run(), turning C++ failures into a message. No N-API inside. The message goes
+// into a fixed buffer: after a bad_alloc, building a std::string may throw again.
+constexpr size_t kErrLen = 256;
+constexpr const char* kOutOfMemory = "out of memory: the native buffers for this call could not be allocated";
+
 template <class Op>
-bool runCaught(const Op& op, std::string* err) {
+bool runCaught(const Op& op, char (&err)[kErrLen]) {
+  const char* msg = nullptr;
   try {
     op.run();
+    err[0] = 0;
     return true;
   } catch (const std::bad_alloc&) {
-    *err = "out of memory: the native buffers for this call could not be allocated";
+    msg = kOutOfMemory;
   } catch (const std::exception& e) {
-    *err = e.what();
+    msg = e.what();
   } catch (...) {
-    *err = "unknown native error";
+    msg = "unknown native error";
   }
+  std::snprintf(err, kErrLen, "%s", msg);
   return false;
 }
 
@@ -212,7 +220,7 @@ class OpWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
  protected:
-  void Execute() override { runCaught(op_, &err_); }
+  void Execute() override { runCaught(op_, err_); }
 
   // Settles the promise. When the environment is going away (a worker_thread that
   // exits or is terminated while the call runs) N-API calls fail: nobody can await
@@ -221,7 +229,7 @@ class OpWorker : public Napi::AsyncWorker {
     if (status != napi_cancelled) {
       try {
         Napi::HandleScope scope(env);
-        if (err_.empty())
+        if (!err_[0])
           deferred_.Resolve(env.Undefined());
         else
           deferred_.Reject(Napi::Error::New(env, err_).Value());
@@ -233,18 +241,24 @@ class OpWorker : public Napi::AsyncWorker {
 
  private:
   Op op_;
-  std::string err_;
+  char err_[kErrLen] = {0};
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::Reference<Napi::Value>> refs_;
 };
 
+// Parsing and queueing allocate a little (error strings, the worker, its references); under
+// memory pressure that is a JS Error like the call's own out-of-memory, never an abort.
 template <class Op>
 Napi::Value Sync(const Napi::CallbackInfo& info) {
   Keep keep;
   Op op;
-  op.parse(info, keep);
-  std::string err;
-  if (!runCaught(op, &err)) throw Napi::Error::New(info.Env(), err);
+  char err[kErrLen];
+  try {
+    op.parse(info, keep);
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(info.Env(), kOutOfMemory);
+  }
+  if (!runCaught(op, err)) throw Napi::Error::New(info.Env(), err);
   return info.Env().Undefined();
 }
 
@@ -252,11 +266,15 @@ template <class Op>
 Napi::Value Async(const Napi::CallbackInfo& info) {
   Keep keep;
   Op op;
-  op.parse(info, keep);
-  auto* w = new OpWorker<Op>(info.Env(), op, keep);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  try {
+    op.parse(info, keep);
+    auto* w = new OpWorker<Op>(info.Env(), op, keep);
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(info.Env(), kOutOfMemory);
+  }
 }
 
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {

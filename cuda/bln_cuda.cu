@@ -324,6 +324,7 @@ void cudaForward(const ForwardArgs& a) {
   checkCommon(a.d, a.eps, a.batchSize);
   requireBuffers({a.x, a.gamma, a.beta, a.y, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean, a.stats.featureVar},
                  "forward");
+  checkLengths(a);
   runNorm(a.d, a.x, a.gamma, a.beta, a.y, &a.stats, nullptr, InferUse{}, a.eps, a.batchSize);
 }
 
@@ -333,6 +334,7 @@ void cudaInfer(const InferArgs& a) {
   if ((a.use.batchMean && !a.population.batchMean) || (a.use.batchVar && !a.population.batchVar) ||
       (a.use.featureMean && !a.population.featureMean) || (a.use.featureVar && !a.population.featureVar))
     throw ArgumentError("missing population statistic in infer");
+  checkLengths(a);
   runNorm(a.d, a.x, a.gamma, a.beta, a.y, nullptr, &a.population, a.use, a.eps, a.batchSize);
 }
 
@@ -341,6 +343,7 @@ void cudaBackward(const BackwardArgs& a) {
   requireBuffers({a.dy, a.x, a.gamma, a.dx, a.dgamma, a.dbeta, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean,
                   a.stats.featureVar},
                  "backward");
+  checkLengths(a);
   DeviceCache& dc = session();
   const Dims& d = a.d;
   const size_t n = size_t(d.numel()), MC = size_t(d.batchStatLen()), R = size_t(d.featureStatLen()), C = size_t(d.C);

@@ -112,9 +112,12 @@ describe('allocations that cannot be satisfied', () => {
         const small = [64, 1100];
         const xs = new Float32Array(64 * 1100).map((_, i) => Math.sin(i));
         const gs = new Float32Array(1100).fill(1), bs = new Float32Array(1100);
-        // start the thread pool and libuv's pool first: libuv aborts if it cannot start its threads
+        // Start the addon's pool and libuv's pool first, and let every thread of both make a call:
+        // libuv aborts if it cannot start its threads, and glibc aborts if a thread's first touch of
+        // the addon's thread_local scratch cannot get memory (dynamic TLS of a dlopen'd library).
+        // ([64,1100] is above the one-thread limit, so the sync call runs on every pool thread.)
         bln.forward(xs, small, gs, bs);
-        await bln.forwardAsync(xs, small, gs, bs);
+        await Promise.all(Array.from({ length: 32 }, () => bln.forwardAsync(xs, small, gs, bs)));
         const B = 2, C = 1 << 24;
         const x = new Float32Array(B * C).map((_, i) => (i % 7) - 3);
         const g = new Float32Array(C).fill(1), b = new Float32Array(C);
