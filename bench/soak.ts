@@ -1,5 +1,5 @@
 // `npm run soak`: 100,000 mixed calls (forward/backward/infer sync and async, PopulationStats,
-// small and medium shapes, with and without out buffers, about 5% rejected calls) while
+// small and medium shapes plus 1% large ones (8.4 MB outputs, the huge-page path), with and without out buffers, about 5% rejected calls) while
 // RSS and process.memoryUsage().external are sampled after gc. Prints a table, writes
 // bench/results/<machine>/soak.json, and exits 1 when memory grows after warm-up by more
 // than the thresholds below (a leak of even 1 KiB per call would pass 80 MiB over the run).
@@ -64,7 +64,9 @@ interface Set_ {
   iout: Float32Array;
   ps: bln.PopulationStats;
 }
-const sets: Set_[] = SHAPES.map((shape) => {
+// plus, for 1% of the calls, one whose outputs are large enough (8.4 MB) for lib's huge-page path
+const BIG = [256, 8200];
+const sets: Set_[] = [...SHAPES, BIG].map((shape) => {
   const n = shape.reduce((a, b) => a * b, 1);
   const B = shape[0]!;
   const C = shape[shape.length - 1]!;
@@ -87,7 +89,7 @@ let errorsSeen = 0;
 let wrong = 0;
 /** One call, chosen at random; async ones return their promise. */
 function oneCall(): Promise<unknown> | undefined {
-  const s = sets[int(0, sets.length - 1)]!;
+  const s = rnd() < 0.01 ? sets[sets.length - 1]! : sets[int(0, sets.length - 2)]!;
   const r = rnd();
   const withOut = rnd() < 0.5;
   const asyncCall = rnd() < 0.4;

@@ -327,6 +327,19 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// adviseHugePages(array): huge-page advice for a fresh output (lib calls it for large ones).
+Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  bool isTyped = false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_is_typedarray(env, info[0], &isTyped) != napi_ok || !isTyped ||
+      napi_get_typedarray_info(env, info[0], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array)
+    throw Napi::TypeError::New(env, "native: adviseHugePages takes a Float32Array");
+  return Napi::Number::New(env, static_cast<double>(data ? bln::adviseHugePages(data, length * sizeof(float)) : 0));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("forward", Napi::Function::New(env, Sync<ForwardOp>, "forward"));
   exports.Set("forwardAsync", Napi::Function::New(env, Async<ForwardOp>, "forwardAsync"));
@@ -337,6 +350,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo, "backendInfo"));
   exports.Set("setSimd", Napi::Function::New(env, SetSimd, "setSimd"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages, "adviseHugePages"));
   return exports;
 }
 

@@ -40,6 +40,8 @@ export interface Native {
   backendInfo(): NativeInfo;
   setSimd(level: string): void;
   setThreads(n: number): void;
+  /** Transparent-huge-page advice for a fresh output; returns the bytes advised. */
+  adviseHugePages(a: Float32Array): number;
 }
 
 /** The package root (holds package.json), from dist/lib or lib. */

@@ -114,8 +114,13 @@ function newOutput(length: number, name: string): Float32Array {
       `Could not allocate the output ${name} (${length} float32 elements, ${length * 4} bytes): ${(e as Error).message}. Pass a preallocated ${name} in options.out`,
     );
   }
-  return new Float32Array(b.buffer, b.byteOffset, length);
+  const a = new Float32Array(b.buffer, b.byteOffset, length);
+  // Large fresh outputs come as untouched pages whose first-touch faults (~3 us per 4 KiB page
+  // on a VM) can cost more than the kernel: huge pages take one fault per 2 MiB instead.
+  if (length >= HUGE_OUTPUT) native().adviseHugePages(a);
+  return a;
 }
+const HUGE_OUTPUT = (8 << 20) / 4;
 
 function outArray(out: Record<string, unknown>, key: string, length: number, name: string): Float32Array {
   const v = out[key];
