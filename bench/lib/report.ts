@@ -257,7 +257,8 @@ function copyChart(r: BenchResult): Record<string, unknown> {
         encoding: {
           x: { field: 'shape', type: 'nominal', sort: shapes, title: null, axis: { labelAngle: 0 } },
           xOffset: { field: 'op', type: 'nominal' },
-          y: { field: 'ratio', type: 'quantitative', title: 'time ÷ copy time' },
+          // log: at the paper's small shapes a call is tens of copies (per-call cost), at server sizes ~1-3
+          y: { field: 'ratio', type: 'quantitative', scale: { type: 'log' }, stack: null, title: 'time ÷ copy time (log)' },
           color: { field: 'op', type: 'nominal' },
         },
       },
