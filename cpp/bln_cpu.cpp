@@ -84,11 +84,12 @@ struct Plan {
   bool fused;
   int slots;
   int64_t tileGrain;  // tiles per parallel chunk
+  int64_t mk = 1;     // consecutive m per tile (forward/infer fused path at small C; see widenTiles)
 
   void tileAt(int64_t t, int64_t* m, int64_t* c0, int64_t* n, int64_t* b0, int64_t* rows) const {
     const int64_t cb = t % nCb;
     const int64_t bb = (t / nCb) % nBb;
-    *m = t / (nCb * nBb);
+    *m = t / (nCb * nBb) * mk;
     *c0 = cb * cw;
     *n = std::min(cw, C - *c0);
     *b0 = bb * bt;
@@ -125,6 +126,24 @@ Plan makePlan(const Dims& d, int64_t bytesPerElem) {
   // Keep at least a few chunks per thread where there is work for them.
   if (p.slots > 1) p.tileGrain = std::min(p.tileGrain, std::max<int64_t>(1, p.tiles / (4 * p.slots)));
   return p;
+}
+
+// At small C a slab's rows are short runs (C floats) M*C floats apart: [64,32,32,64] reads
+// and writes 64 runs of 256 B, 256 KiB apart, per slab, which the hardware prefetchers do
+// not follow. Fused tiles then take k consecutive m, so each row of a tile is k*C contiguous
+// floats (the kernels keep row statistics per C-wide segment), while the tile still fits the
+// fused budget and there are tiles enough for the threads.
+constexpr int64_t kWideRunFloats = 1024;  // aim: rows of 4 KiB
+void widenTiles(Plan& p, int64_t bytesPerElem) {
+  if (!p.fused || p.nCb != 1 || p.nBb != 1 || p.C >= kWideRunFloats / 4) return;
+  int64_t k = std::min<int64_t>(kWideRunFloats / p.C, kMaxTileCols / p.C);
+  k = std::min<int64_t>(k, kFuseBytes / (p.B * p.C * bytesPerElem));
+  k = std::min<int64_t>(k, std::max<int64_t>(1, p.M / (4 * p.slots)));
+  if (k <= 1) return;
+  p.mk = k;
+  p.tiles = (p.M + k - 1) / k;
+  p.tileGrain = std::max<int64_t>(1, kChunkElems / (p.B * p.C * k));
+  if (p.slots > 1) p.tileGrain = std::min(p.tileGrain, std::max<int64_t>(1, p.tiles / (4 * p.slots)));
 }
 
 // Large outputs with long rows are written with non-temporal stores (they would only
@@ -283,6 +302,9 @@ struct NormJob {
   void statsTile(int64_t t, float* pack) const {
     int64_t m, c0, n, b0, rows;
     p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t km = std::min(p.mk, d.M - m);  // consecutive m in this tile (segments of n)
+    const int64_t seg = n;
+    n *= km;
     const int64_t cb = c0 / p.cw, bb = b0 / p.bt;
     double cs1[kMaxTileCols], cs2[kMaxTileCols];
     if (needCol || needRow) {
@@ -298,13 +320,18 @@ struct NormJob {
       ft.rowOut = needRow ? rowPart + ((b0 * d.M + m) * p.nCb + cb) * 2 : nullptr;
       ft.rowOutStride = d.M * p.nCb * 2;
       ft.pack = pack;
+      ft.seg = km > 1 ? seg : 0;
       k->fwdStats[needCol && needRow ? 0 : needCol ? 1 : 2](ft);
     }
     if (p.nBb == 1) {
-      if (training)
-        finColsTraining(m, c0, n, cs1, cs2);
-      else
-        for (int64_t j = 0; j < n; ++j) finCol(m, c0 + j, needCol ? cs1[j] : 0, needCol ? cs2[j] : 0);
+      for (int64_t s = 0; s < km; ++s) {
+        const double* s1 = cs1 + s * seg;
+        const double* s2 = cs2 + s * seg;
+        if (training)
+          finColsTraining(m + s, c0, seg, s1, s2);
+        else
+          for (int64_t j = 0; j < seg; ++j) finCol(m + s, c0 + j, needCol ? s1[j] : 0, needCol ? s2[j] : 0);
+      }
     } else if (needCol) {
       const int64_t MC = d.M * d.C;
       double* p1 = colPart + bb * MC * 2 + m * d.C + c0;
@@ -312,16 +339,20 @@ struct NormJob {
       std::memcpy(p1 + MC, cs2, sizeof(double) * n);
     }
     if (p.nCb == 1) {
-      for (int64_t i = 0; i < rows; ++i) {
-        const int64_t r = (b0 + i) * d.M + m;
-        finRow(r, needRow ? rowPart[r * 2] : 0, needRow ? rowPart[r * 2 + 1] : 0);
-      }
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t s = 0; s < km; ++s) {
+          const int64_t r = (b0 + i) * d.M + m + s;
+          finRow(r, needRow ? rowPart[r * 2] : 0, needRow ? rowPart[r * 2 + 1] : 0);
+        }
     }
   }
 
   void applyTile(int64_t t, const float* packed) const {
     int64_t m, c0, n, b0, rows;
     p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t km = std::min(p.mk, d.M - m);
+    const int64_t seg = n;
+    n *= km;
     const int64_t mc = m * d.C + c0;
     const int64_t r0 = b0 * d.M + m;
     FwdApplyTile at;
@@ -341,6 +372,7 @@ struct NormJob {
     at.mfl = mfl + r0;
     at.coefStride = d.M;
     at.stream = stream;
+    at.seg = km > 1 ? seg : 0;
     k->fwdApply(at);
   }
 
@@ -352,7 +384,7 @@ struct NormJob {
     ar.reset(Arena::bytesFor({2 * sizeof(float) * size_t(D.C), 3 * sizeof(float) * size_t(MC), 3 * sizeof(float) * size_t(BM),
                               needRow ? sizeof(double) * size_t(BM * p.nCb * 2) : 0,
                               colParts ? sizeof(double) * size_t(p.nBb * MC * 2) : 0,
-                              p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C) : 0}) +
+                              p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C * p.mk) : 0}) +
              9 * 64);
     gc = ar.take<float>(D.C);
     gcw = ar.take<float>(D.C);
@@ -364,7 +396,7 @@ struct NormJob {
     mfl = ar.take<float>(BM);
     rowPart = needRow ? ar.take<double>(BM * p.nCb * 2) : nullptr;
     colPart = colParts ? ar.take<double>(p.nBb * MC * 2) : nullptr;
-    packs = p.fused ? ar.take<float>(int64_t(p.slots) * D.B * D.C) : nullptr;
+    packs = p.fused ? ar.take<float>(int64_t(p.slots) * D.B * D.C * p.mk) : nullptr;
     for (int64_t c = 0; c < D.C; ++c) {
       gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
       gcw[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC * wb);
@@ -375,7 +407,7 @@ struct NormJob {
 
     if (p.fused) {
       parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int slot) {
-        float* pack = packs + int64_t(slot) * D.B * D.C;
+        float* pack = packs + int64_t(slot) * D.B * D.C * p.mk;
         // With every statistic from the population no statistics pass runs, so
         // nothing is packed: the apply pass then reads x itself.
         float* packed = (needCol || needRow) ? pack : nullptr;
@@ -615,6 +647,7 @@ static void runNorm(NormJob& j, double batchSize) {
   j.training = j.out.batchMean != nullptr && !j.use.batchMean && !j.use.batchVar;
   j.p = makePlan(j.d, 4);
   j.stream = useStreaming(j.d, j.p, j.y, false);
+  widenTiles(j.p, 4);
   j.k = &activeKernels();
   TrimOnExit trim;
   j.run();

@@ -33,6 +33,10 @@ struct FwdStatsTile {
   double* rowOut;         // rowOut[i*rowOutStride + {0,1}] = {S1, S2} (written)
   int64_t rowOutStride;
   float* pack;            // optional: the tile copied contiguously ([rows][n]) for the apply pass
+  // Row statistics per segment of `seg` columns (n a multiple of it): a tile of several
+  // consecutive m at small C, whose rows are then runs of n contiguous floats. Segment s of
+  // row i writes rowOut[i*rowOutStride + s*2 + {0,1}], shifted around its own first element.
+  int64_t seg = 0;  // 0: the whole row is one segment
 };
 
 // y = gc*F*((x - mfh) - mfl) + A*((x - mbh) - mbl) + beta, with hi/lo means.
@@ -45,6 +49,9 @@ struct FwdApplyTile {
   const float *F, *mfh, *mfl;              // per row, stride coefStride
   int64_t coefStride;
   bool stream;  // non-temporal stores: every row of y 16-byte aligned, n % 4 == 0
+  // Segments of `seg` columns (several consecutive m): gc/beta are per channel (seg long)
+  // and repeat per segment, per-row coefficients of segment s are at F[i*coefStride + s].
+  int64_t seg = 0;  // 0: one segment
 };
 
 // Backward reductions. Column j: Sdy = sum dy, Sdyxb = sum dy*(x - mub),

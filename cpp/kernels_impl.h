@@ -28,8 +28,6 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
   if (COL) {
     for (int64_t j = 0; j < n; ++j) f1[j] = f2[j] = 0.f, d1[j] = d2[j] = 0.0;
   }
-  const int64_t n2 = n - n % (2 * V::W);
-  const int64_t n1 = n - n % V::W;
   int64_t sinceFlush = 0;
   auto colStep = [&](auto v, int64_t j) {
     using VV = decltype(v);
@@ -37,65 +35,71 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
     (VV::load(f1 + j) + d).store(f1 + j);
     VV::fma(d, d, VV::load(f2 + j)).store(f2 + j);
   };
+  const int64_t seg = t.seg > 0 ? t.seg : n;
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* r = t.x + i * t.rowStride;
     if (i + bln::kPrefetchRows < t.rows) prefetchRow(r + bln::kPrefetchRows * t.rowStride, n);
     float* pk = t.pack ? t.pack + i * n : nullptr;
-    const float kr = ROW ? r[-t.c0] : 0.f;
-    const V ks = V::set1(kr);
-    V a1 = V::zero(), a2 = V::zero(), b1 = V::zero(), b2 = V::zero();
-    double rs1 = 0, rs2 = 0;
-    int64_t j = 0;
-    // Row lanes run in float32 over at most kRowRun vectors before going to double.
-    constexpr int64_t kRowRun = 64 * V::W;
-    while (j < n2) {
-      const int64_t segEnd = j + kRowRun < n2 ? j + kRowRun : n2;
-      for (; j < segEnd; j += 2 * V::W) {
-        V v = V::load(r + j);
-        V w = V::load(r + j + V::W);
-        if (pk) v.store(pk + j), w.store(pk + j + V::W);
-        if (COL) {
-          colStep(v, j);
-          colStep(w, j + V::W);
+    for (int64_t s0 = 0; s0 < n; s0 += seg) {
+      const int64_t se = s0 + seg;
+      const int64_t n2 = se - seg % (2 * V::W);
+      const int64_t n1 = se - seg % V::W;
+      const float kr = ROW ? r[s0 - t.c0] : 0.f;
+      const V ks = V::set1(kr);
+      V a1 = V::zero(), a2 = V::zero(), b1 = V::zero(), b2 = V::zero();
+      double rs1 = 0, rs2 = 0;
+      int64_t j = s0;
+      // Row lanes run in float32 over at most kRowRun vectors before going to double.
+      constexpr int64_t kRowRun = 64 * V::W;
+      while (j < n2) {
+        const int64_t segEnd = j + kRowRun < n2 ? j + kRowRun : n2;
+        for (; j < segEnd; j += 2 * V::W) {
+          V v = V::load(r + j);
+          V w = V::load(r + j + V::W);
+          if (pk) v.store(pk + j), w.store(pk + j + V::W);
+          if (COL) {
+            colStep(v, j);
+            colStep(w, j + V::W);
+          }
+          if (ROW) {
+            V e = v - ks, g = w - ks;
+            a1 = a1 + e;
+            a2 = V::fma(e, e, a2);
+            b1 = b1 + g;
+            b2 = V::fma(g, g, b2);
+          }
         }
+        if (ROW && j < n2) {
+          rs1 += (a1 + b1).hsum(), rs2 += (a2 + b2).hsum();
+          a1 = a2 = b1 = b2 = V::zero();
+        }
+      }
+      for (; j < n1; j += V::W) {
+        V v = V::load(r + j);
+        if (pk) v.store(pk + j);
+        if (COL) colStep(v, j);
         if (ROW) {
-          V e = v - ks, g = w - ks;
+          V e = v - ks;
           a1 = a1 + e;
           a2 = V::fma(e, e, a2);
-          b1 = b1 + g;
-          b2 = V::fma(g, g, b2);
         }
       }
-      if (ROW && j < n2) {
-        rs1 += (a1 + b1).hsum(), rs2 += (a2 + b2).hsum();
-        a1 = a2 = b1 = b2 = V::zero();
+      VScalar s1 = VScalar::zero(), s2 = VScalar::zero();
+      for (; j < se; ++j) {
+        VScalar v = VScalar::load(r + j);
+        if (pk) v.store(pk + j);
+        if (COL) colStep(v, j);
+        if (ROW) {
+          VScalar e = v - VScalar::set1(kr);
+          s1 = s1 + e;
+          s2 = VScalar::fma(e, e, s2);
+        }
       }
-    }
-    for (; j < n1; j += V::W) {
-      V v = V::load(r + j);
-      if (pk) v.store(pk + j);
-      if (COL) colStep(v, j);
       if (ROW) {
-        V e = v - ks;
-        a1 = a1 + e;
-        a2 = V::fma(e, e, a2);
+        double* o = t.rowOut + i * t.rowOutStride + (s0 / seg) * 2;
+        o[0] = rs1 + (a1 + b1).hsum() + (double)s1.v;
+        o[1] = rs2 + (a2 + b2).hsum() + (double)s2.v;
       }
-    }
-    VScalar s1 = VScalar::zero(), s2 = VScalar::zero();
-    for (; j < n; ++j) {
-      VScalar v = VScalar::load(r + j);
-      if (pk) v.store(pk + j);
-      if (COL) colStep(v, j);
-      if (ROW) {
-        VScalar e = v - VScalar::set1(kr);
-        s1 = s1 + e;
-        s2 = VScalar::fma(e, e, s2);
-      }
-    }
-    if (ROW) {
-      double* o = t.rowOut + i * t.rowOutStride;
-      o[0] = rs1 + (a1 + b1).hsum() + (double)s1.v;
-      o[1] = rs2 + (a2 + b2).hsum() + (double)s2.v;
     }
     if (COL && ++sinceFlush == bln::kColFlushRows) {
       for (int64_t k = 0; k < n; ++k) d1[k] += f1[k], d2[k] += f2[k], f1[k] = f2[k] = 0.f;
@@ -133,21 +137,29 @@ inline void writeRow(float* out, int64_t n, bool stream, const Val& val) {
 template <class V>
 void fwdApplyKernel(const bln::FwdApplyTile& t) {
   const int64_t n = t.n;
+  const int64_t seg = t.seg > 0 ? t.seg : n;
   for (int64_t i = 0; i < t.rows; ++i) {
-    const float* xr = t.x + i * t.xStride;
-    float* yr = t.y + i * t.rowStride;
-    if (i + bln::kPrefetchRows < t.rows) prefetchRowForWrite(yr + bln::kPrefetchRows * t.rowStride, n);
-    const float F = t.F[i * t.coefStride];
-    const float mh = t.mfh[i * t.coefStride];
-    const float ml = t.mfl[i * t.coefStride];
-    writeRow<V>(yr, n, t.stream, [&](auto tag, int64_t j) {
-      using VV = decltype(tag);
-      VV xv = VV::load(xr + j);
-      VV tb = (xv - VV::load(t.mbh + j)) - VV::load(t.mbl + j);
-      VV acc = VV::fma(VV::load(t.A + j), tb, VV::load(t.beta + j));
-      VV tf = (xv - VV::set1(mh)) - VV::set1(ml);
-      return VV::fma(VV::load(t.gc + j) * VV::set1(F), tf, acc);
-    });
+    const float* xrow = t.x + i * t.xStride;
+    float* yrow = t.y + i * t.rowStride;
+    if (i + bln::kPrefetchRows < t.rows) prefetchRowForWrite(yrow + bln::kPrefetchRows * t.rowStride, n);
+    for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s) {
+      const float* xr = xrow + s0;
+      float* yr = yrow + s0;
+      const float* mbh = t.mbh + s0;
+      const float* mbl = t.mbl + s0;
+      const float* A = t.A + s0;
+      const float F = t.F[i * t.coefStride + s];
+      const float mh = t.mfh[i * t.coefStride + s];
+      const float ml = t.mfl[i * t.coefStride + s];
+      writeRow<V>(yr, seg, t.stream, [&](auto tag, int64_t j) {
+        using VV = decltype(tag);
+        VV xv = VV::load(xr + j);
+        VV tb = (xv - VV::load(mbh + j)) - VV::load(mbl + j);
+        VV acc = VV::fma(VV::load(A + j), tb, VV::load(t.beta + j));
+        VV tf = (xv - VV::set1(mh)) - VV::set1(ml);
+        return VV::fma(VV::load(t.gc + j) * VV::set1(F), tf, acc);
+      });
+    }
   }
   if (t.stream) V::fence();
 }
