@@ -10,7 +10,7 @@
 //   overhead  per-call cost at the paper's [25,84] shape, split into lib validation and native.
 // Writes a table to stdout and JSON, Markdown and SVG charts to bench/results/<machine>/.
 //
-//   node dist/bench/bench.js [--quick] [--out DIR] [--sections grid,peers,sweep,overhead]
+//   node dist/bench/bench.js [--quick] [--out DIR] [--sections grid,peers,sweep,overhead] [--shapes 64x32x32x64,...]
 import * as path from 'path';
 
 import * as tf from '@tensorflow/tfjs';
@@ -36,8 +36,12 @@ const SECTIONS = new Set((sectionsArg >= 0 ? argv[sectionsArg + 1]! : 'grid,peer
 
 const PAPER = [[25, 84], [25, 14, 14, 6], [25, 5, 5, 16], [25, 200, 64]];
 const SERVER = [[256, 4096], [64, 32, 32, 64], [32, 196, 768], [1024, 16384]];
-const GRID_SHAPES = quick ? [[25, 84], [64, 8, 8, 24]] : [...PAPER, ...SERVER];
-const PEER_SHAPES = quick ? [[25, 84], [64, 8, 8, 24]] : [...PAPER, ...SERVER];
+// --shapes 64x32x32x64,25x200x64 limits the grid and peers sections to those shapes
+const shapesArg = argv.indexOf('--shapes');
+const only = shapesArg >= 0 ? new Set(argv[shapesArg + 1]!.split(',')) : undefined;
+const pick = (shapes: number[][]) => (only ? shapes.filter((s) => only.has(s.join('x'))) : shapes);
+const GRID_SHAPES = pick(quick ? [[25, 84], [64, 8, 8, 24]] : [...PAPER, ...SERVER]);
+const PEER_SHAPES = pick(quick ? [[25, 84], [64, 8, 8, 24]] : [...PAPER, ...SERVER]);
 // 1K .. 64M elements in steps of 4, as [32, n/32]
 const SWEEP = quick ? [1 << 10, 1 << 16] : Array.from({ length: 9 }, (_, i) => 1 << (10 + 2 * i));
 // The tfjs composites allocate a dozen full-size intermediates; past 16M elements a call takes
