@@ -299,6 +299,7 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
     cuda.Set("computeCapability", ci.computeCapability);
     cuda.Set("memoryBytes", static_cast<double>(ci.memoryBytes));
   }
+  cuda.Set("emulated", ci.emulated);
   cuda.Set("driverVersion", ci.driverVersion);
   cuda.Set("runtimeVersion", ci.runtimeVersion);
 #else
@@ -351,6 +352,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setSimd", Napi::Function::New(env, SetSimd, "setSimd"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages, "adviseHugePages"));
+#ifdef BLN_EMU
+  // Emulated builds only (test machinery): kernels launched so far, for counting the tests
+  // that ran on the CUDA path.
+  exports.Set("emuKernelLaunches", Napi::Function::New(
+                                       env, [](const Napi::CallbackInfo& i) {
+                                         return Napi::Number::New(i.Env(), static_cast<double>(bln::emuKernelLaunches()));
+                                       },
+                                       "emuKernelLaunches"));
+#endif
   return exports;
 }
 

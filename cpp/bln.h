@@ -2,9 +2,14 @@
 // The math is ../shared/BLN-SPEC.md: x is viewed as [B, M, C] (C fastest).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <initializer_list>
+#include <limits>
 #include <stdexcept>
 #include <string>
+
+#include "numerics.h"
 
 namespace bln {
 
@@ -92,21 +97,49 @@ struct ArgumentError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-// Length checks of every path (header-only so the CUDA host API can share them).
-// Call after checkDims(d): the products below cannot overflow then.
+// ---- argument checks: the one owner of what every path (CPU and CUDA) refuses before it
+// touches memory. Header-only, so the CUDA host API shares them without linking bln_core.
+
+// Every dimension >= 1, and numel (with room for 16-byte arithmetic on it) fits int64_t.
+inline void checkDims(const Dims& d) {
+  if (d.B < 1 || d.M < 1 || d.C < 1) throw ArgumentError("every dimension must be at least 1");
+  const int64_t lim = std::numeric_limits<int64_t>::max() / 16;
+  if (d.B > lim / d.M || d.B * d.M > lim / d.C) throw ArgumentError("shape is too large for the native index type");
+}
+
+// A given length (not -1) must be what d implies. Call after checkDims(d): the products
+// cannot overflow then.
 inline void checkLength(int64_t got, int64_t want, const char* name) {
   if (got != -1 && got != want)
     throw ArgumentError(std::string(name) + " has length " + std::to_string(got) + ", expected " + std::to_string(want));
 }
-inline void checkLengths(const ForwardArgs& a) {
+
+inline void checkScalars(const Dims& d, double eps, double N) {
+  checkDims(d);
+  if (!(eps > 0) || !std::isfinite(eps)) throw ArgumentError("epsilon must be finite and > 0");
+  if (!(N >= 1) || !std::isfinite(N)) throw ArgumentError("batchSize must be a positive integer");
+}
+
+inline void requireBuffers(std::initializer_list<const void*> ps, const char* what) {
+  for (const void* p : ps)
+    if (!p) throw ArgumentError(std::string("missing buffer in ") + what);
+}
+
+// Everything the core refuses in a call, in the order the paths have always checked it:
+// dimensions and scalars, then lengths, then missing buffers.
+inline void checkArgs(const ForwardArgs& a) {
+  checkScalars(a.d, a.eps, a.batchSize);
   const Lengths& l = a.len;
   checkLength(l.x, a.d.numel(), "x"), checkLength(l.y, a.d.numel(), "y");
   checkLength(l.gamma, a.d.C, "gamma"), checkLength(l.beta, a.d.C, "beta");
   checkLength(l.batchMean, a.d.batchStatLen(), "batchMean"), checkLength(l.batchVar, a.d.batchStatLen(), "batchVar");
   checkLength(l.featureMean, a.d.featureStatLen(), "featureMean");
   checkLength(l.featureVar, a.d.featureStatLen(), "featureVar");
+  requireBuffers({a.x, a.gamma, a.beta, a.y, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean, a.stats.featureVar},
+                 "forward");
 }
-inline void checkLengths(const BackwardArgs& a) {
+inline void checkArgs(const BackwardArgs& a) {
+  checkScalars(a.d, a.eps, a.batchSize);
   const Lengths& l = a.len;
   checkLength(l.dy, a.d.numel(), "dy"), checkLength(l.x, a.d.numel(), "x"), checkLength(l.dx, a.d.numel(), "dx");
   checkLength(l.gamma, a.d.C, "gamma"), checkLength(l.dgamma, a.d.C, "dgamma"), checkLength(l.dbeta, a.d.C, "dbeta");
@@ -114,8 +147,12 @@ inline void checkLengths(const BackwardArgs& a) {
   checkLength(l.batchVar, a.d.batchStatLen(), "stats.batchVar");
   checkLength(l.featureMean, a.d.featureStatLen(), "stats.featureMean");
   checkLength(l.featureVar, a.d.featureStatLen(), "stats.featureVar");
+  requireBuffers({a.dy, a.x, a.gamma, a.dx, a.dgamma, a.dbeta, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean,
+                  a.stats.featureVar},
+                 "backward");
 }
-inline void checkLengths(const InferArgs& a) {
+inline void checkArgs(const InferArgs& a) {
+  checkScalars(a.d, a.eps, a.batchSize);
   const Lengths& l = a.len;
   checkLength(l.x, a.d.numel(), "x"), checkLength(l.y, a.d.numel(), "y");
   checkLength(l.gamma, a.d.C, "gamma"), checkLength(l.beta, a.d.C, "beta");
@@ -123,20 +160,17 @@ inline void checkLengths(const InferArgs& a) {
   if (a.use.batchVar) checkLength(l.batchVar, a.d.batchStatLen(), "population.batchVar");
   if (a.use.featureMean) checkLength(l.featureMean, a.d.M, "population.featureMean");
   if (a.use.featureVar) checkLength(l.featureVar, a.d.M, "population.featureVar");
+  requireBuffers({a.x, a.gamma, a.beta, a.y}, "infer");
+  if ((a.use.batchMean && !a.population.batchMean) || (a.use.batchVar && !a.population.batchVar) ||
+      (a.use.featureMean && !a.population.featureMean) || (a.use.featureVar && !a.population.featureVar))
+    throw ArgumentError("missing population statistic in infer");
 }
-
-// Mixing weights of the spec, from the configured batch size N.
-inline double weightFeature(double N) { return 1.0 / N - 1e-4; }
-inline double weightBatch(double N) { return 1.0 - (1.0 / N + 1e-4); }
 
 // CPU path. Throws ArgumentError on inconsistent arguments, std::bad_alloc when
 // scratch cannot be had. Safe to call from several threads at once.
 void cpuForward(const ForwardArgs& a);
 void cpuBackward(const BackwardArgs& a);
 void cpuInfer(const InferArgs& a);
-
-// Validation shared by every path (lengths are the caller's buffer lengths in floats).
-void checkDims(const Dims& d);
 
 // ---- runtime configuration (dispatch.cpp / threadpool.cpp)
 enum class SimdLevel { Scalar = 0, Neon = 1, Avx2 = 2, Avx512 = 3 };

@@ -23,12 +23,6 @@
 
 namespace bln {
 
-void checkDims(const Dims& d) {
-  if (d.B < 1 || d.M < 1 || d.C < 1) throw ArgumentError("every dimension must be at least 1");
-  const int64_t lim = std::numeric_limits<int64_t>::max() / 16;
-  if (d.B > lim / d.M || d.B * d.M > lim / d.C) throw ArgumentError("shape is too large for the native index type");
-}
-
 namespace {
 
 constexpr int64_t kFuseBytes = 256 * 1024;    // slab size that stays in L2 between passes
@@ -168,56 +162,6 @@ inline bool useStreaming(const Dims& d, const Plan& p, const float* out, bool ba
   const bool forced = streamBytes(backward) == 0;
   return d.numel() * int64_t(sizeof(float)) >= streamBytes(backward) && (forced || p.cw >= kStreamMinRow) &&
          d.C % 4 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
-}
-
-inline void splitHiLo(double v, float* hi, float* lo) {
-  const float h = static_cast<float>(v);
-  *hi = h;
-  *lo = static_cast<float>(v - static_cast<double>(h));
-}
-
-// 1/sqrt(var + eps) in float: correctly rounded sqrt and division, ~1e-7 relative,
-// several times cheaper than the double sequence on the per-statistic path.
-// Below FLT_MIN (a valid epsilon under float32's range, e.g. 1e-50, with a zero or tiny
-// variance) var + eps would round to 0 in float: 1/0 = inf, and inf * (x - mean = 0) gave
-// NaN where the spec gives 0 (B = 1, C = 1, constant data). That rare case is done in
-// double, clamped to 1e30 so that its products with the mixing coefficients stay finite
-// (0 * 1e30 = 0; beyond 1e30 no nonzero deviation has a float32 result anyway). NaN
-// stays NaN; an infinite variance gives 0 as before.
-// Above FLT_MAX (deviations beyond ~1.8e19: the variance itself overflows float32) the
-// double path keeps 1/sqrt finite too, so y stays right where only the statistic overflows.
-inline float invStd(double var, double eps) {
-  const double v = var + eps;
-  if (v >= double(FLT_MIN) && v <= double(FLT_MAX)) return 1.0f / std::sqrt(static_cast<float>(v));
-  return static_cast<float>(std::min(1.0 / std::sqrt(v), 1e30));
-}
-
-// The kernels accumulate squared deviations in float32 over short runs: deviations beyond
-// ~3e18 overflow those partials (S2 = inf) although the data and the true variance may be
-// finite. Finite S1 with non-finite S2 means exactly that (an Inf or NaN input makes S1
-// non-finite too), and the statistic is then recomputed here in double, two passes.
-inline bool sumsOverflowed(double S1, double S2) { return std::isfinite(S1) && !std::isfinite(S2); }
-
-inline void exactMeanVar(const float* x, int64_t n, int64_t stride, double* mean, double* var) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += x[i * stride];
-  const double m = s / double(n);
-  double v = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double e = x[i * stride] - m;
-    v += e * e;
-  }
-  *mean = m;
-  *var = v / double(n);
-}
-
-// Biased variance from shifted sums; negative round-off clamps to 0, NaN stays NaN.
-inline void meanVar(double K, double S1, double S2, double invN, double* mean, double* var) {
-  const double m1 = S1 * invN;
-  double v = (S2 - S1 * m1) * invN;
-  if (v < 0) v = 0;
-  *mean = K + m1;
-  *var = v;
 }
 
 // ------------------------------------------------------------------ forward/infer
@@ -445,11 +389,6 @@ struct NormJob {
   }
 };
 
-void requireBuffers(std::initializer_list<const void*> ps, const char* what) {
-  for (const void* p : ps)
-    if (!p) throw ArgumentError(std::string("missing buffer in ") + what);
-}
-
 // ------------------------------------------------------------------ backward
 
 struct BackJob {
@@ -467,24 +406,20 @@ struct BackJob {
 
   void finCol(int64_t m, int64_t c, double Sdy, double Sdyxb, double Sdyxf, int slot) const {
     const int64_t mc = m * d.C + c;
-    const double rb = invStd(st.batchVar[mc], eps);
     const double g = static_cast<double>(gamma[c]) * invSqrtC;
-    // At B = 1 the batch branch is exactly zero (xb = 0, g - mean_b(g) = 0); its
-    // coefficients are large (wb/sqrt(eps)), so leave it out rather than cancel in float.
-    const double u = d.B > 1 ? wb * rb : 0.0;
-    U[mc] = static_cast<float>(u);
-    V[mc] = static_cast<float>(u * g * Sdy / static_cast<double>(d.B));
-    Wc[mc] = static_cast<float>(u * rb * rb * g * Sdyxb / static_cast<double>(d.B));
+    const BwdColCoefs k = bwdColCoefs(d.B, wf, wb, invSqrtC, g, invStd(st.batchVar[mc], eps), Sdy, Sdyxb, Sdyxf);
+    U[mc] = static_cast<float>(k.U);
+    V[mc] = static_cast<float>(k.V);
+    Wc[mc] = static_cast<float>(k.W);
     double* acc = slotAcc + static_cast<int64_t>(slot) * d.C * 2;
-    acc[c] += (wf * Sdyxf + wb * rb * Sdyxb) * invSqrtC;
-    acc[d.C + c] += Sdy;
+    acc[c] += k.dgamma;
+    acc[d.C + c] += k.dbeta;
   }
   void finRow(int64_t r, double Rg, double Rgxf) const {
-    const double f = rf[r];
-    const double pp = d.C > 1 ? wf * f : 0.0;  // at C = 1 the feature branch is exactly zero
-    P[r] = static_cast<float>(pp);
-    Q[r] = static_cast<float>(pp * Rg / static_cast<double>(d.C));
-    T[r] = static_cast<float>(pp * f * f * Rgxf / static_cast<double>(d.C));
+    const BwdRowCoefs k = bwdRowCoefs(d.C, wf, rf[r], Rg, Rgxf);
+    P[r] = static_cast<float>(k.P);
+    Q[r] = static_cast<float>(k.Q);
+    T[r] = static_cast<float>(k.T);
   }
 
   void statsTile(int64_t t, int slot, float* packX, float* packDy) const {
@@ -630,12 +565,6 @@ struct BackJob {
   }
 };
 
-void checkCommon(const Dims& d, double eps, double N) {
-  checkDims(d);
-  if (!(eps > 0) || !std::isfinite(eps)) throw ArgumentError("epsilon must be finite and > 0");
-  if (!(N >= 1) || !std::isfinite(N)) throw ArgumentError("batchSize must be a positive integer");
-}
-
 }  // namespace
 
 static void runNorm(NormJob& j, double batchSize) {
@@ -654,10 +583,7 @@ static void runNorm(NormJob& j, double batchSize) {
 }
 
 void cpuForward(const ForwardArgs& a) {
-  checkCommon(a.d, a.eps, a.batchSize);
-  checkLengths(a);
-  requireBuffers({a.x, a.gamma, a.beta, a.y, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean, a.stats.featureVar},
-                 "forward");
+  checkArgs(a);
   NormJob j{};
   j.d = a.d;
   j.x = a.x, j.gamma = a.gamma, j.beta = a.beta, j.y = a.y;
@@ -668,12 +594,7 @@ void cpuForward(const ForwardArgs& a) {
 }
 
 void cpuInfer(const InferArgs& a) {
-  checkCommon(a.d, a.eps, a.batchSize);
-  checkLengths(a);
-  requireBuffers({a.x, a.gamma, a.beta, a.y}, "infer");
-  if ((a.use.batchMean && !a.population.batchMean) || (a.use.batchVar && !a.population.batchVar) ||
-      (a.use.featureMean && !a.population.featureMean) || (a.use.featureVar && !a.population.featureVar))
-    throw ArgumentError("missing population statistic in infer");
+  checkArgs(a);
   NormJob j{};
   j.d = a.d;
   j.x = a.x, j.gamma = a.gamma, j.beta = a.beta, j.y = a.y;
@@ -684,11 +605,7 @@ void cpuInfer(const InferArgs& a) {
 }
 
 void cpuBackward(const BackwardArgs& a) {
-  checkCommon(a.d, a.eps, a.batchSize);
-  checkLengths(a);
-  requireBuffers({a.dy, a.x, a.gamma, a.dx, a.dgamma, a.dbeta, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean,
-                  a.stats.featureVar},
-                 "backward");
+  checkArgs(a);
   BackJob j{};
   j.d = a.d;
   j.dy = a.dy, j.x = a.x, j.gamma = a.gamma;

@@ -15,27 +15,25 @@ namespace bln {
 namespace gpu {
 namespace {
 
-// Column coefficients from the column sums; returns the (dgamma, dbeta) terms.
+// Column coefficients from the column sums (numerics.h, as the CPU path); returns the
+// (dgamma, dbeta) terms. U is scaled by 1/sqrt(C) here: the apply multiplies by the raw gamma.
 BLN_DEV double2 bwdColFinal(const BwdK& k, int64_t mc, int64_t c, double Sdy, double Sdyxb, double Sdyxf, float* U, float* V,
                             float* W) {
-  const double rb = invStd(k.bv[mc], k.eps);
   const double g = static_cast<double>(k.gamma[c]) * k.invSqrtC;
-  const double u = k.wb * rb;
-  const double invB = 1.0 / static_cast<double>(k.B);
-  *U = static_cast<float>(u * k.invSqrtC);
-  *V = static_cast<float>(u * g * Sdy * invB);
-  *W = static_cast<float>(u * rb * rb * g * Sdyxb * invB);
-  return make_double2((k.wf * Sdyxf + u * Sdyxb) * k.invSqrtC, Sdy);
+  const BwdColCoefs q = bwdColCoefs(k.B, k.wf, k.wb, k.invSqrtC, g, invStd(k.bv[mc], k.eps), Sdy, Sdyxb, Sdyxf);
+  *U = static_cast<float>(q.U * k.invSqrtC);
+  *V = static_cast<float>(q.V);
+  *W = static_cast<float>(q.W);
+  return make_double2(q.dgamma, q.dbeta);
 }
 
-// Row coefficients from Rg = sum_c dy*gamma and Rgxf = sum_c dy*gamma*(x - muf).
+// Row coefficients from Rg = sum_c dy*gamma and Rgxf = sum_c dy*gamma*(x - muf) (raw gamma:
+// scaled by 1/sqrt(C) into numerics.h's convention; P back for the raw-gamma apply).
 BLN_DEV void bwdRowFinal(const BwdK& k, float rf, double Rg, double Rgxf, float* P, float* Q, float* T) {
-  const double f = rf;
-  const double pp = k.wf * f;
-  const double s = k.invSqrtC / static_cast<double>(k.C);
-  *P = static_cast<float>(pp * k.invSqrtC);
-  *Q = static_cast<float>(pp * Rg * s);
-  *T = static_cast<float>(pp * f * f * Rgxf * s);
+  const BwdRowCoefs q = bwdRowCoefs(k.C, k.wf, rf, Rg * k.invSqrtC, Rgxf * k.invSqrtC);
+  *P = static_cast<float>(q.P * k.invSqrtC);
+  *Q = static_cast<float>(q.Q);
+  *T = static_cast<float>(q.T);
 }
 
 template <int V>

@@ -20,26 +20,6 @@
 namespace bln {
 namespace {
 
-// ------------------------------------------------------------------ argument checks
-// The CPU path's checks (bln_cpu.cpp), repeated so that bln_cuda does not need bln_core.
-
-void checkDimsLocal(const Dims& d) {
-  if (d.B < 1 || d.M < 1 || d.C < 1) throw ArgumentError("every dimension must be at least 1");
-  const int64_t lim = INT64_MAX / 16;
-  if (d.B > lim / d.M || d.B * d.M > lim / d.C) throw ArgumentError("shape is too large for the native index type");
-}
-
-void checkCommon(const Dims& d, double eps, double N) {
-  checkDimsLocal(d);
-  if (!(eps > 0) || !std::isfinite(eps)) throw ArgumentError("epsilon must be finite and > 0");
-  if (!(N >= 1) || !std::isfinite(N)) throw ArgumentError("batchSize must be a positive integer");
-}
-
-void requireBuffers(std::initializer_list<const void*> ps, const char* what) {
-  for (const void* p : ps)
-    if (!p) throw ArgumentError(std::string("missing buffer in ") + what);
-}
-
 // ------------------------------------------------------------------ info
 
 std::string versionString(int v) {
@@ -109,6 +89,9 @@ InfoState computeInfo() {
     return s;
   }
   ci.available = true;
+#ifdef BLN_EMU
+  ci.emulated = true;
+#endif
   return s;
 }
 
@@ -320,30 +303,19 @@ void runNorm(const Dims& d, const float* x, const float* gamma, const float* bet
 
 CudaInfo cudaInfo() { return infoState().info; }
 
+// Arguments: checkArgs of bln.h, the CPU path's own checks.
 void cudaForward(const ForwardArgs& a) {
-  checkCommon(a.d, a.eps, a.batchSize);
-  requireBuffers({a.x, a.gamma, a.beta, a.y, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean, a.stats.featureVar},
-                 "forward");
-  checkLengths(a);
+  checkArgs(a);
   runNorm(a.d, a.x, a.gamma, a.beta, a.y, &a.stats, nullptr, InferUse{}, a.eps, a.batchSize);
 }
 
 void cudaInfer(const InferArgs& a) {
-  checkCommon(a.d, a.eps, a.batchSize);
-  requireBuffers({a.x, a.gamma, a.beta, a.y}, "infer");
-  if ((a.use.batchMean && !a.population.batchMean) || (a.use.batchVar && !a.population.batchVar) ||
-      (a.use.featureMean && !a.population.featureMean) || (a.use.featureVar && !a.population.featureVar))
-    throw ArgumentError("missing population statistic in infer");
-  checkLengths(a);
+  checkArgs(a);
   runNorm(a.d, a.x, a.gamma, a.beta, a.y, nullptr, &a.population, a.use, a.eps, a.batchSize);
 }
 
 void cudaBackward(const BackwardArgs& a) {
-  checkCommon(a.d, a.eps, a.batchSize);
-  requireBuffers({a.dy, a.x, a.gamma, a.dx, a.dgamma, a.dbeta, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean,
-                  a.stats.featureVar},
-                 "backward");
-  checkLengths(a);
+  checkArgs(a);
   DeviceCache& dc = session();
   const Dims& d = a.d;
   const size_t n = size_t(d.numel()), MC = size_t(d.batchStatLen()), R = size_t(d.featureStatLen()), C = size_t(d.C);
@@ -379,6 +351,10 @@ void cudaBackward(const BackwardArgs& a) {
   cp.d2h(a.dbeta, P(oDb), C * F);
   cp.sync();
 }
+
+#ifdef BLN_EMU
+unsigned long long emuKernelLaunches() { return ::bln_emu::launchCount().load(); }
+#endif
 
 void cudaReleaseThreadCache() {
   for (auto& dc : tlsCache.devs)

@@ -28,6 +28,7 @@ struct CudaInfo {
   std::string driverVersion;      // CUDA version the driver supports, "12.4"; "none" without a driver
   std::string runtimeVersion;     // CUDA runtime this library was built with, "13.0"
   size_t memoryBytes = 0;
+  bool emulated = false;          // the host emulator of cuda/emu/ (test builds only), not a GPU
 };
 
 // What the current device (cudaGetDevice, 0 by default) offers. Cheap: computed once
@@ -41,5 +42,10 @@ void cudaInfer(const InferArgs& a);
 // Frees this thread's cached device buffers and stream (they are rebuilt on the next
 // call). Optional: thread exit does the same.
 void cudaReleaseThreadCache();
+
+#ifdef BLN_EMU
+// Emulated builds only (test machinery): kernels launched so far in this process.
+unsigned long long emuKernelLaunches();
+#endif
 
 }  // namespace bln

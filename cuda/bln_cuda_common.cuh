@@ -3,7 +3,7 @@
 #pragma once
 
 #ifdef BLN_EMU
-#include "bln_emu.cuh"
+#include "emu/bln_emu.cuh"
 #else
 #include <cuda_runtime.h>
 #endif
@@ -20,7 +20,6 @@
 #endif
 
 #define BLN_DEV __device__ __forceinline__
-#define BLN_HD __host__ __device__ __forceinline__
 
 #ifdef BLN_EMU
 #define BLN_DYNAMIC_SMEM(name) unsigned char* name = ::bln_emu::dynamicSmem()
@@ -41,37 +40,8 @@ BLN_HD int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 BLN_HD size_t align16(size_t n) { return (n + 15) & ~size_t(15); }
 BLN_HD size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
 
-// 1/sqrt(var + eps) in float, as the CPU path computes it (correctly rounded sqrt and
-// division: nvcc's defaults -prec-sqrt=true -prec-div=true; never build with fast math).
-// As the CPU path: var + eps below float's normal range (eps like 1e-50 on constant data) is
-// taken in double and clamped, where float would give 1/sqrt(0) = Inf and then NaN. NaN stays NaN.
-BLN_DEV float invStd(double var, double eps) {
-  const double v = var + eps;
-  if (v >= 1.1754943508222875e-38) return 1.0f / sqrtf(static_cast<float>(v));
-  const double r = 1.0 / sqrt(v);
-  return static_cast<float>(r > 1e30 ? 1e30 : r);
-}
-
-// A double mean as hi + lo floats, so (x - hi) - lo is x - mean to float accuracy even
-// when the mean is large (1e4 + N(0,1) data).
-BLN_DEV void splitHiLo(double v, float* hi, float* lo) {
-  const float h = static_cast<float>(v);
-  *hi = h;
-  *lo = static_cast<float>(v - static_cast<double>(h));
-}
-
-// Chan's merge of (count, mean, M2) partials, in double.
-BLN_DEV void chanMerge(double* n, double* mean, double* m2, double nb, double meanb, double m2b) {
-  if (*n == 0) {
-    *n = nb, *mean = meanb, *m2 = m2b;
-    return;
-  }
-  const double nn = *n + nb;
-  const double delta = meanb - *mean;
-  *mean += delta * (nb / nn);
-  *m2 += m2b + delta * delta * (*n * nb / nn);
-  *n = nn;
-}
+// invStd, splitHiLo, meanVar, chanMerge, exactMeanVar and the backward coefficients are
+// the CPU path's own, from cpp/numerics.h (host + device): the two paths share one source.
 
 // Sum over the `lpr` lanes of an aligned lane group (lpr a power of two <= 32). Every
 // lane of the warp must call it (the full mask); every lane of a group gets the sum.

@@ -37,16 +37,6 @@ BLN_DEV void rowFinal(const FwdK& k, int64_t r, double mean, double var, bool wr
   *F = k.fScale * invStd(var, k.eps);
 }
 
-// Mean and biased variance from shifted sums S1 = sum(x - K), S2 = sum((x - K)^2)
-// over n values. Negative round-off clamps to 0; NaN stays NaN.
-BLN_DEV void meanVar(double K, double S1, double S2, double n, double* mean, double* var) {
-  const double m1 = S1 / n;
-  double v = (S2 - S1 * m1) / n;
-  if (v < 0) v = 0;
-  *mean = K + m1;
-  *var = v;
-}
-
 // y = gamma*F*((x - mfh) - mfl) + A*((x - mbh) - mbl) + beta, for V columns.
 template <int V>
 BLN_DEV void applyV(const float* xv, const float* g, const float* be, const float* bh, const float* bl, const float* A,
@@ -104,7 +94,12 @@ __global__ void __launch_bounds__(kThreads) fwdSlabKernel(const FwdK k) {
     };
     auto colFinish = [&](int c, double S1, double S2) {
       double mean = 0, var = 0;
-      if (k.needCol) meanVar(slab[c], S1, S2, B, &mean, &var);
+      if (k.needCol) {
+        if (sumsOverflowed(S1, S2))
+          exactMeanVar(slab + c, B, C, &mean, &var);
+        else
+          meanVar(slab[c], S1, S2, 1.0 / B, &mean, &var);
+      }
       colFinal(k, m * C + c, c, mean, var, &colH[c], &colL[c], &colA[c]);
     };
     if (G == 1) {
@@ -155,7 +150,10 @@ __global__ void __launch_bounds__(kThreads) fwdSlabKernel(const FwdK k) {
           if (++run == 64 / V) d1 += f1, d2 += f2, f1 = f2 = 0.f, run = 0;
         }
         const double S1 = groupSum(d1 + f1, lpr), S2 = groupSum(d2 + f2, lpr);
-        meanVar(K, S1, S2, C, &mean, &var);
+        if (sumsOverflowed(S1, S2))
+          exactMeanVar(row, C, 1, &mean, &var);
+        else
+          meanVar(K, S1, S2, 1.0 / C, &mean, &var);
       }
       if (valid) {
         float fh, fl, F;
@@ -242,8 +240,9 @@ __global__ void __launch_bounds__(kThreads) fwdStatsKernel(const FwdK k) {
         r1 = groupSum(r1, lpr);
         r2 = groupSum(r2, lpr);
         if (gl == 0 && rv) {
-          const double n = static_cast<double>(nRowCols), S1 = r1, S2 = r2;
-          k.rowPart[(b * M + m) * k.nCT + ct] = make_double2(Kr + S1 / n, S2 - S1 * (S1 / n));
+          double pm, pm2;
+          shiftedToChan(Kr, r1, r2, static_cast<double>(nRowCols), &pm, &pm2);
+          k.rowPart[(b * M + m) * k.nCT + ct] = make_double2(pm, pm2);
         }
       }
     }
@@ -260,9 +259,9 @@ __global__ void __launch_bounds__(kThreads) fwdStatsKernel(const FwdK k) {
         if (cc < C) {
           double S1 = 0, S2 = 0;
           for (int y = 0; y < NY; ++y) S1 += red1[y * tw + j], S2 += red2[y * tw + j];
-          const double n = static_cast<double>(b1 - b0);
-          const double K = xm[b0 * MC + cc];
-          k.colPart[chunk * MC + m * C + cc] = make_double2(K + S1 / n, S2 - S1 * (S1 / n));
+          double pm, pm2;
+          shiftedToChan(xm[b0 * MC + cc], S1, S2, static_cast<double>(b1 - b0), &pm, &pm2);
+          k.colPart[chunk * MC + m * C + cc] = make_double2(pm, pm2);
         }
       }
       __syncthreads();  // red is reused by the next tile
@@ -284,8 +283,12 @@ __global__ void __launch_bounds__(kThreads) fwdFinalizeColsKernel(const FwdK k) 
         const double2 p = k.colPart[ch * MC + mc];
         chanMerge(&n, &mean, &m2, static_cast<double>(rows), p.x, p.y);
       }
-      var = m2 / static_cast<double>(k.B);
-      if (var < 0) var = 0;
+      if (sumsOverflowed(mean, m2)) {
+        exactMeanVar(k.x + mc, k.B, MC, &mean, &var);
+      } else {
+        var = m2 / static_cast<double>(k.B);
+        if (var < 0) var = 0;
+      }
     }
     colFinal(k, mc, mc % k.C, mean, var, &k.mbh[mc], &k.mbl[mc], &k.A[mc]);
   }
@@ -303,8 +306,12 @@ __global__ void __launch_bounds__(kThreads) fwdFinalizeRowsKernel(const FwdK k) 
         const double2 p = k.rowPart[r * k.nCT + ct];
         chanMerge(&n, &mean, &m2, static_cast<double>(cols), p.x, p.y);
       }
-      var = m2 / static_cast<double>(k.C);
-      if (var < 0) var = 0;
+      if (sumsOverflowed(mean, m2)) {
+        exactMeanVar(k.x + r * k.C, k.C, 1, &mean, &var);
+      } else {
+        var = m2 / static_cast<double>(k.C);
+        if (var < 0) var = 0;
+      }
     }
     rowFinal(k, r, mean, var, true, &k.mfh[r], &k.mfl[r], &k.F[r]);
   }

@@ -11,6 +11,8 @@ export interface CudaNativeInfo {
   memoryBytes?: number;
   driverVersion?: string;
   runtimeVersion?: string;
+  /** true in the emulated test build (npm run build:cuda-emu): the host emulator, not a GPU. */
+  emulated?: boolean;
 }
 
 export interface NativeInfo {
@@ -42,6 +44,8 @@ export interface Native {
   setThreads(n: number): void;
   /** Transparent-huge-page advice for a fresh output; returns the bytes advised. */
   adviseHugePages(a: Float32Array): number;
+  /** Emulated test builds only: kernels launched so far in this process. */
+  emuKernelLaunches?(): number;
 }
 
 /** The package root (holds package.json), from dist/lib or lib. */

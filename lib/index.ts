@@ -3,18 +3,21 @@
 import * as os from 'os';
 
 import { native, packageRoot } from './addon';
+import { cudaState, type Device, DEVICES, pickDevice } from './device';
 import * as is from './is';
 import { checkSizeMatches, parseShape, View } from './shape';
 
-export type Device = 'auto' | 'cpu' | 'cuda';
-export const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda'];
+export { type Device, DEVICES } from './device';
 
 export interface Options {
   /** Added to each variance before the square root. Default 1e-3 (the authors' `offset`). */
   epsilon?: number;
   /** N of the spec: sets the mixing weights 1/N. Default shape[0]. */
   batchSize?: number;
-  /** 'auto' (default) uses CUDA where usable, else the CPU; 'cuda' demands a GPU. */
+  /**
+   * 'auto' uses CUDA where a GPU is usable and has passed the self-check, else the CPU; 'cuda'
+   * demands a GPU. Default: the environment variable BLN_DEVICE, else 'auto'.
+   */
   device?: Device;
 }
 
@@ -61,9 +64,6 @@ export interface BackwardResult {
 export const STAT_KEYS = ['batchMean', 'batchVar', 'featureMean', 'featureVar'] as const;
 export type StatKey = (typeof STAT_KEYS)[number];
 
-const DEVICE_CPU = 0;
-const DEVICE_CUDA = 1;
-
 // ------------------------------------------------------------------ options
 
 interface Resolved {
@@ -73,29 +73,15 @@ interface Resolved {
 }
 
 function resolveOptions(options: unknown, B: number, extraKeys: readonly string[]): Resolved & { out?: unknown } {
-  if (!is.defined(options)) return { eps: 1e-3, N: B, device: pickDevice('auto') };
+  if (!is.defined(options)) return { eps: 1e-3, N: B, device: pickDevice(undefined) };
   if (!is.plainObject(options)) throw is.invalidType('object', 'options', options);
   const known = ['epsilon', 'batchSize', 'device', ...extraKeys];
   for (const key of Object.keys(options))
     if (!known.includes(key)) throw new TypeError(`Unknown option '${key}': expected one of ${known.join(', ')}`);
   const eps = is.defined(options.epsilon) ? is.positiveFinite(options.epsilon, 'epsilon') : 1e-3;
   const N = is.defined(options.batchSize) ? is.positiveInteger(options.batchSize, 'batchSize') : B;
-  const device = pickDevice(is.defined(options.device) ? is.oneOf(options.device, 'device', DEVICES) : 'auto');
+  const device = pickDevice(is.defined(options.device) ? is.oneOf(options.device, 'device', DEVICES) : undefined);
   return { eps, N, device, out: options.out };
-}
-
-// Whether CUDA is usable does not change while the process runs (the native side caches
-// its probe too); asking the addon on every call cost ~5 us, half the per-call budget.
-let cudaProbe: { available: boolean; reason?: string } | undefined;
-
-function pickDevice(device: Device): number {
-  if (device === 'cpu') return DEVICE_CPU;
-  const cuda = (cudaProbe ??= native().backendInfo().cuda);
-  if (device === 'cuda') {
-    if (!cuda.available) throw new Error(`device 'cuda' was requested but no usable GPU exists: ${cuda.reason ?? 'unknown reason'}`);
-    return DEVICE_CUDA;
-  }
-  return cuda.available ? DEVICE_CUDA : DEVICE_CPU;
 }
 
 /**
@@ -354,12 +340,13 @@ export function backendInfo(): BackendInfo {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     version = (require(`${packageRoot}/package.json`) as { version: string }).version;
   }
-  const { built, available, reason, ...cudaRest } = n.cuda;
+  const { built, available: _nativeAvailable, reason: _nativeReason, ...cudaRest } = n.cuda;
+  const { available, reason, selfCheck } = cudaState();
   const cpuName = os.cpus()[0]?.model?.trim() ?? os.arch();
   return {
     devices: [
       { type: 'cpu', available: true, name: cpuName, simd: n.simd, threads: n.threads },
-      { type: 'cuda', available, built, ...(reason ? { reason } : {}), ...cudaRest },
+      { type: 'cuda', available, built, ...(reason ? { reason } : {}), ...cudaRest, selfCheck },
     ],
     simd: n.simd,
     simdSupported: n.simdSupported,

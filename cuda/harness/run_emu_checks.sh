@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA path's checks that run WITHOUT a GPU (and without nvcc): the kernels, the
 # launchers, the host API and the harness compiled by the host compiler against the
-# emulator of cuda/bln_emu.cuh.
+# emulator of cuda/emu/bln_emu.cuh.
 #
 #   cuda/harness/run_emu_checks.sh [--asan] [BUILD_DIR]     (default ./build-emu)
 #

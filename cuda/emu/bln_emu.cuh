@@ -16,7 +16,10 @@
 // Not emulated: the memory model of a real GPU beyond barriers, warp-synchronous code
 // without shuffles (there is none here), performance. Timings under emulation mean
 // nothing. Environment: BLN_EMU_SMS (SM count, default 4), BLN_EMU_MEMORY (device
-// bytes, default 4 GiB), BLN_EMU_NO_DEVICE=1 (cudaGetDeviceCount fails).
+// bytes, default 4 GiB), BLN_EMU_NO_DEVICE=1 (cudaGetDeviceCount fails), and injected
+// faults for the tests of the callers' error handling: BLN_EMU_FAULT=launch (every launch
+// fails with cudaErrorLaunchFailure) or BLN_EMU_FAULT=mismatch (every device-to-host copy
+// comes back with its first float off by one: wrong results, no error).
 #pragma once
 
 #ifdef __CUDACC__
@@ -133,6 +136,23 @@ inline std::vector<std::pair<void*, size_t>>& allocations() {
   return a;
 }
 constexpr size_t kSmemOptin = 227 * 1024;
+
+// Injected faults (BLN_EMU_FAULT): 0 none, 1 launch, 2 mismatch.
+inline int faultMode() {
+  static const int mode = [] {
+    const char* s = std::getenv("BLN_EMU_FAULT");
+    if (!s || !*s) return 0;
+    if (!std::strcmp(s, "launch")) return 1;
+    if (!std::strcmp(s, "mismatch")) return 2;
+    std::fprintf(stderr, "bln_emu: unknown BLN_EMU_FAULT=%s (launch or mismatch)\n", s);
+    std::abort();
+  }();
+  return mode;
+}
+inline std::atomic<unsigned long long>& launchCount() {
+  static std::atomic<unsigned long long> n{0};
+  return n;
+}
 
 [[noreturn]] inline void fault(const char* what) {
   std::fprintf(stderr, "bln_emu: device fault: %s\n", what);
@@ -329,6 +349,8 @@ cudaError_t launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, const Body&
   if (n == 0 || n > 1024 || n % 32 != 0 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535)
     return setError(cudaErrorInvalidConfiguration);
   if (smem > kSmemOptin) return setError(cudaErrorInvalidValue);
+  if (faultMode() == 1) return setError(cudaErrorLaunchFailure);
+  launchCount().fetch_add(1);
   std::lock_guard<std::mutex> lock(deviceMutex());  // one kernel at a time, as static __shared__ is one object
   const std::function<void()> fn = [&] { body(); };
   std::unique_ptr<unsigned char, void (*)(void*)> mem(static_cast<unsigned char*>(std::malloc(smem ? smem : 1)), std::free);
@@ -509,8 +531,9 @@ inline cudaError_t cudaMemGetInfo(size_t* freeB, size_t* total) {
   *freeB = *total - bln_emu::memoryUsed();
   return cudaSuccess;
 }
-inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) {
+inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind k) {
   if (n) std::memcpy(d, s, n);
+  if (k == cudaMemcpyDeviceToHost && n >= sizeof(float) && bln_emu::faultMode() == 2) static_cast<float*>(d)[0] += 1.0f;
   return cudaSuccess;
 }
 inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind k, cudaStream_t = nullptr) {

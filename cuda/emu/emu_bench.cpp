@@ -1,2 +1,2 @@
 // The harness compiled against the host emulator (BLN_EMU builds).
-#include "../bln_bench.cu"
+#include "../harness/bln_bench.cu"

@@ -1,3 +1,3 @@
 // The fwd translation unit of the CUDA path, compiled by the host compiler against the
 // emulator (bln_emu.cuh). BLN_EMU is defined by the build.
-#include "../../bln_fwd.cu"
+#include "../bln_fwd.cu"
