@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import * as vm from 'vm';
 
 import * as bln from '../lib';
+import { ON_CUDA } from './device';
 import { ctx, dims, expectClose, freshSeed, makeInputs, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
 
 const root = path.resolve(__dirname, '..');
@@ -102,7 +103,8 @@ describe('allocations that cannot be satisfied', () => {
   // Native allocation failure: a child process lowers its own address-space limit
   // (prlimit) so the per-thread scratch of one large call cannot be had.
   const prlimit = ['/usr/bin/prlimit', '/bin/prlimit'].find((p) => fs.existsSync(p));
-  (process.platform === 'linux' && prlimit ? test : test.skip)('native out-of-memory: Error "out of memory" sync and async, then the process goes on', () => {
+  // (On the CUDA path the large call allocates device memory, not host scratch: the test below.)
+  (process.platform === 'linux' && prlimit && !ON_CUDA ? test : test.skip)('native out-of-memory: Error "out of memory" sync and async, then the process goes on', () => {
     const code = `
       const bln = require(${JSON.stringify(path.join(root, 'dist', 'lib', 'index.js'))});
       const { execFileSync } = require('child_process');
@@ -141,6 +143,33 @@ describe('allocations that cannot be satisfied', () => {
     expect(res.async).toMatch(/^Error: out of memory/);
     expect(res.smallAfter).toBe('ok');
     expect(res.bigAfter).toBe('ok');
+  });
+
+  // The device's memory runs out: the emulated GPU is given 8 MB (BLN_EMU_MEMORY), a call that
+  // needs more is an Error naming the CUDA allocation, and the process and the device go on.
+  (ON_CUDA && process.env.BLN_ADDON_PATH ? test : test.skip)('device out-of-memory (emulated CUDA): Error sync and async, then the process goes on', () => {
+    const code = `
+      const bln = require(${JSON.stringify(path.join(root, 'dist', 'lib', 'index.js'))});
+      (async () => {
+        const small = [16, 3, 40], big = [64, 40000];
+        const xs = new Float32Array(16 * 3 * 40).map((_, i) => Math.sin(i)), gs = new Float32Array(40).fill(1), bs = new Float32Array(40);
+        const x = new Float32Array(64 * 40000).map((_, i) => (i % 7) - 3), g = new Float32Array(40000).fill(1), b = new Float32Array(40000);
+        const res = {};
+        bln.forward(xs, small, gs, bs, { device: 'cuda' });
+        try { bln.forward(x, big, g, b, { device: 'cuda' }); res.sync = 'ok'; } catch (e) { res.sync = e.constructor.name + ': ' + e.message; }
+        try { await bln.forwardAsync(x, big, g, b, { device: 'cuda' }); res.async = 'ok'; } catch (e) { res.async = e.constructor.name + ': ' + e.message; }
+        const cpu = bln.forward(xs, small, gs, bs, { device: 'cpu' }).y;
+        const r = bln.forward(xs, small, gs, bs, { device: 'cuda' }).y;
+        res.smallAfter = r.every((v, i) => Math.abs(v - cpu[i]) <= 1e-5 * (1 + Math.abs(cpu[i]))) ? 'ok' : 'bad';
+        console.log(JSON.stringify(res));
+      })().catch((e) => { console.error(e); process.exit(3); });
+    `;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 120000, env: { ...process.env, BLN_EMU_MEMORY: String(8 << 20) } });
+    if (r.status !== 0) throw new Error(`child failed: status=${r.status} signal=${r.signal} ${r.stderr.slice(0, 800)}`);
+    const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(res.sync).toMatch(/^Error: CUDA error: out of memory \(cudaMalloc of \d+ bytes\)/);
+    expect(res.async).toMatch(/^Error: CUDA error: out of memory \(cudaMalloc of \d+ bytes\)/);
+    expect(res.smallAfter).toBe('ok');
   });
 });
 

@@ -6,6 +6,7 @@ import * as path from 'path';
 import { Worker } from 'worker_threads';
 
 import * as bln from '../lib';
+import { sized } from './device';
 import { ctx, expectClose, expectSameBits, freshSeed, makeInputs, refForward, Rng, sizeOf } from './reference';
 
 const root = path.resolve(__dirname, '..');
@@ -179,7 +180,7 @@ describe('worker_threads', () => {
   };
 
   test('worker.terminate() while async calls are in flight does not take the process down', () => {
-    runSurvival(survivalScript(pending(4, '[256, 32768]') + "parentPort.postMessage('started');", true));
+    runSurvival(survivalScript(pending(4, sized('[256, 32768]', '[64, 4096]')) + "parentPort.postMessage('started');", true));
   });
 
   test('a worker exiting (process.exit in the worker) with an async call in flight does not take the process down', () => {
