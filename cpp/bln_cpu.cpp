@@ -169,7 +169,7 @@ inline bool useStreaming(const Dims& d, const Plan& p, const float* out, bool ba
 struct NormJob {
   Dims d;
   const float *x, *gamma, *beta;
-  double eps, wf, wb, invSqrtC, invB, invC;
+  double eps, wf, wb, invSqrtC, invB;
   float wff;
   float* y;
   StatsOut out;            // forward: the four mini-batch statistics (else null)
@@ -188,12 +188,7 @@ struct NormJob {
   void finCol(int64_t m, int64_t c, double S1, double S2) const {
     const int64_t mc = m * d.C + c;
     double mean = 0, var = 0;
-    if (needCol) {
-      if (sumsOverflowed(S1, S2))
-        exactMeanVar(x + mc, d.B, d.M * d.C, &mean, &var);
-      else
-        meanVar(x[mc], S1, S2, invB, &mean, &var);
-    }
+    if (needCol) statsFromSums(x + mc, d.B, d.M * d.C, S1, S2, &mean, &var);
     if (use.batchMean) mean = pop->batchMean[mc];
     if (use.batchVar) var = pop->batchVar[mc];
     if (out.batchMean) out.batchMean[mc] = static_cast<float>(mean), out.batchVar[mc] = static_cast<float>(var);
@@ -228,12 +223,7 @@ struct NormJob {
   void finRow(int64_t r, double S1, double S2) const {
     const int64_t m = r % d.M;
     double mean = 0, var = 0;
-    if (needRow) {
-      if (sumsOverflowed(S1, S2))
-        exactMeanVar(x + r * d.C, d.C, 1, &mean, &var);
-      else
-        meanVar(x[r * d.C], S1, S2, invC, &mean, &var);
-    }
+    if (needRow) statsFromSums(x + r * d.C, d.C, 1, S1, S2, &mean, &var);
     if (use.featureMean) mean = pop->featureMean[m];
     if (use.featureVar) var = pop->featureVar[m];
     if (out.featureMean) out.featureMean[r] = static_cast<float>(mean), out.featureVar[r] = static_cast<float>(var);
@@ -346,7 +336,6 @@ struct NormJob {
       gcw[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC * wb);
     }
     invB = 1.0 / static_cast<double>(D.B);
-    invC = 1.0 / static_cast<double>(D.C);
     wff = static_cast<float>(wf);
 
     if (p.fused) {

@@ -76,6 +76,26 @@ BLN_HD void exactMeanVar(const float* x, int64_t n, int64_t stride, double* mean
   *var = v / double(n);
 }
 
+// Mean and biased variance of the n values `stride` apart at x, from the kernels' shifted sums
+// around x[0]; the overflow fallback where those sums overflowed.
+BLN_HD void statsFromSums(const float* x, int64_t n, int64_t stride, double S1, double S2, double* mean, double* var) {
+  if (sumsOverflowed(S1, S2))
+    exactMeanVar(x, n, stride, mean, var);
+  else
+    meanVar(x[0], S1, S2, 1.0 / static_cast<double>(n), mean, var);
+}
+
+// The same from Chan-merged (mean, M2) of all n values (negative round-off clamps to 0).
+BLN_HD void statsFromChan(const float* x, int64_t n, int64_t stride, double mean, double m2, double* outMean, double* outVar) {
+  if (sumsOverflowed(mean, m2)) {
+    exactMeanVar(x, n, stride, outMean, outVar);
+    return;
+  }
+  const double v = m2 / static_cast<double>(n);
+  *outMean = mean;
+  *outVar = v < 0 ? 0 : v;
+}
+
 // Chan's merge of (count, mean, M2) partials, in double.
 BLN_HD void chanMerge(double* n, double* mean, double* m2, double nb, double meanb, double m2b) {
   if (*n == 0) {

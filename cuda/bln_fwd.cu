@@ -94,12 +94,7 @@ __global__ void __launch_bounds__(kThreads) fwdSlabKernel(const FwdK k) {
     };
     auto colFinish = [&](int c, double S1, double S2) {
       double mean = 0, var = 0;
-      if (k.needCol) {
-        if (sumsOverflowed(S1, S2))
-          exactMeanVar(slab + c, B, C, &mean, &var);
-        else
-          meanVar(slab[c], S1, S2, 1.0 / B, &mean, &var);
-      }
+      if (k.needCol) statsFromSums(slab + c, B, C, S1, S2, &mean, &var);
       colFinal(k, m * C + c, c, mean, var, &colH[c], &colL[c], &colA[c]);
     };
     if (G == 1) {
@@ -150,10 +145,7 @@ __global__ void __launch_bounds__(kThreads) fwdSlabKernel(const FwdK k) {
           if (++run == 64 / V) d1 += f1, d2 += f2, f1 = f2 = 0.f, run = 0;
         }
         const double S1 = groupSum(d1 + f1, lpr), S2 = groupSum(d2 + f2, lpr);
-        if (sumsOverflowed(S1, S2))
-          exactMeanVar(row, C, 1, &mean, &var);
-        else
-          meanVar(K, S1, S2, 1.0 / C, &mean, &var);
+        statsFromSums(row, C, 1, S1, S2, &mean, &var);
       }
       if (valid) {
         float fh, fl, F;
@@ -283,12 +275,7 @@ __global__ void __launch_bounds__(kThreads) fwdFinalizeColsKernel(const FwdK k) 
         const double2 p = k.colPart[ch * MC + mc];
         chanMerge(&n, &mean, &m2, static_cast<double>(rows), p.x, p.y);
       }
-      if (sumsOverflowed(mean, m2)) {
-        exactMeanVar(k.x + mc, k.B, MC, &mean, &var);
-      } else {
-        var = m2 / static_cast<double>(k.B);
-        if (var < 0) var = 0;
-      }
+      statsFromChan(k.x + mc, k.B, MC, mean, m2, &mean, &var);
     }
     colFinal(k, mc, mc % k.C, mean, var, &k.mbh[mc], &k.mbl[mc], &k.A[mc]);
   }
@@ -306,12 +293,7 @@ __global__ void __launch_bounds__(kThreads) fwdFinalizeRowsKernel(const FwdK k) 
         const double2 p = k.rowPart[r * k.nCT + ct];
         chanMerge(&n, &mean, &m2, static_cast<double>(cols), p.x, p.y);
       }
-      if (sumsOverflowed(mean, m2)) {
-        exactMeanVar(k.x + r * k.C, k.C, 1, &mean, &var);
-      } else {
-        var = m2 / static_cast<double>(k.C);
-        if (var < 0) var = 0;
-      }
+      statsFromChan(k.x + r * k.C, k.C, 1, mean, m2, &mean, &var);
     }
     rowFinal(k, r, mean, var, true, &k.mfh[r], &k.mfl[r], &k.F[r]);
   }

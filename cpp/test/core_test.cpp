@@ -9,88 +9,11 @@
 #include <vector>
 
 #include "bln.h"
+#include "reference.h"
 
 using std::vector;
 
-struct Ref {
-  vector<double> y, mb, vb, mf, vf, dx, dg, db;
-};
-
-static Ref reference(const vector<float>& x, const vector<float>& dy, const vector<float>& g, const vector<float>& be,
-                     int64_t B, int64_t M, int64_t C, double eps, double N) {
-  Ref r;
-  const double wf = 1.0 / N - 1e-4, wb = 1.0 - (1.0 / N + 1e-4), sc = std::sqrt((double)C);
-  r.mb.assign(M * C, 0), r.vb.assign(M * C, 0), r.mf.assign(B * M, 0), r.vf.assign(B * M, 0);
-  auto X = [&](int64_t b, int64_t m, int64_t c) { return (double)x[(b * M + m) * C + c]; };
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t c = 0; c < C; ++c) {
-      double s = 0;
-      for (int64_t b = 0; b < B; ++b) s += X(b, m, c);
-      double mu = s / B, v = 0;
-      for (int64_t b = 0; b < B; ++b) v += (X(b, m, c) - mu) * (X(b, m, c) - mu);
-      r.mb[m * C + c] = mu, r.vb[m * C + c] = v / B;
-    }
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t m = 0; m < M; ++m) {
-      double s = 0;
-      for (int64_t c = 0; c < C; ++c) s += X(b, m, c);
-      double mu = s / C, v = 0;
-      for (int64_t c = 0; c < C; ++c) v += (X(b, m, c) - mu) * (X(b, m, c) - mu);
-      r.mf[b * M + m] = mu, r.vf[b * M + m] = v / C;
-    }
-  int64_t n = B * M * C;
-  r.y.assign(n, 0), r.dx.assign(n, 0), r.dg.assign(C, 0), r.db.assign(C, 0);
-  vector<double> xf(n), xb(n), gg(n);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t c = 0; c < C; ++c) {
-        int64_t i = (b * M + m) * C + c;
-        xf[i] = (X(b, m, c) - r.mf[b * M + m]) / std::sqrt(r.vf[b * M + m] + eps);
-        xb[i] = (X(b, m, c) - r.mb[m * C + c]) / std::sqrt(r.vb[m * C + c] + eps);
-        double yh = wf * xf[i] + wb * xb[i];
-        r.y[i] = g[c] * yh / sc + be[c];
-        gg[i] = dy[i] * g[c] / sc;
-        r.db[c] += dy[i];
-        r.dg[c] += dy[i] * yh / sc;
-      }
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t m = 0; m < M; ++m) {
-      double s1 = 0, s2 = 0;
-      for (int64_t c = 0; c < C; ++c) {
-        int64_t i = (b * M + m) * C + c;
-        s1 += gg[i], s2 += gg[i] * xf[i];
-      }
-      double sf = std::sqrt(r.vf[b * M + m] + eps);
-      for (int64_t c = 0; c < C; ++c) {
-        int64_t i = (b * M + m) * C + c;
-        r.dx[i] += wf * (gg[i] - s1 / C - xf[i] * s2 / C) / sf;
-      }
-    }
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t c = 0; c < C; ++c) {
-      double s1 = 0, s2 = 0;
-      for (int64_t b = 0; b < B; ++b) {
-        int64_t i = (b * M + m) * C + c;
-        s1 += gg[i], s2 += gg[i] * xb[i];
-      }
-      double sb = std::sqrt(r.vb[m * C + c] + eps);
-      for (int64_t b = 0; b < B; ++b) {
-        int64_t i = (b * M + m) * C + c;
-        r.dx[i] += wb * (gg[i] - s1 / B - xb[i] * s2 / B) / sb;
-      }
-    }
-  return r;
-}
-
-static double relErr(const vector<float>& got, const vector<double>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    double d = (double)got[i] - ref[i];
-    num += d * d, den += ref[i] * ref[i];
-  }
-  if (std::isnan(num)) return INFINITY;
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
+static double relErr(const vector<float>& got, const vector<double>& ref) { return blnref::relErr(got.data(), ref); }
 
 // Regression (found by the fuzz harness, cpp/fuzz/fuzz_core.cpp): the batons carried no buffer
 // lengths, so the core read and wrote past buffers shorter than the shape. Every stated length
@@ -211,7 +134,8 @@ int main(int argc, char** argv) {
         for (auto& v : g) v = 1.f + 0.3f * nd(rng);
         for (auto& v : be) v = 0.2f * nd(rng);
         const double eps = 1e-3, N = (double)B;
-        Ref r = reference(x, dy, g, be, B, M, C, eps, N);
+        blnref::Ref r;
+        blnref::refForward(x.data(), g.data(), be.data(), B, M, C, eps, N, bln::InferUse{}, bln::StatsIn{}, r);
         vector<float> y(n, NAN), mb(M * C, NAN), vb(M * C, NAN), mf(B * M, NAN), vf(B * M, NAN);
         bln::ForwardArgs fa;
         fa.d = {B, M, C};
@@ -225,16 +149,26 @@ int main(int argc, char** argv) {
         ba.stats = {mb.data(), vb.data(), mf.data(), vf.data()};
         ba.dx = dx.data(), ba.dgamma = dg.data(), ba.dbeta = db.data();
         bln::cpuBackward(ba);
+        blnref::refBackward(dy.data(), x.data(), g.data(), {mb.data(), vb.data(), mf.data(), vf.data()}, B, M, C, eps, N, r);
         vector<float> yi(n, NAN);
         bln::InferArgs ia;
         ia.d = fa.d;
         ia.x = x.data(), ia.gamma = g.data(), ia.beta = be.data(), ia.eps = eps, ia.batchSize = N, ia.y = yi.data();
         bln::cpuInfer(ia);
         const double tv = cs.offset ? 3e-3 : 1e-5, tg = cs.offset ? 3e-3 : 1e-4;
+        // Means against their magnitude (mean |x|): a single mean near 0 ([1,1,5000]) makes
+        // ||got - ref|| / ||ref|| measure the data's draw, not the kernel (AVX-512's 16-lane
+        // partials land 2.5e-7 from a mean of 0.014 there: 1.8e-5 relative, 2e-8 of mean |x|).
         struct { const char* name; double err, tol; } res[] = {
-            {"y", relErr(y, r.y), tv},       {"batchMean", relErr(mb, r.mb), 1e-5}, {"batchVar", relErr(vb, r.vb), tv},
-            {"featMean", relErr(mf, r.mf), 1e-5}, {"featVar", relErr(vf, r.vf), tv}, {"infer", relErr(yi, r.y), tv},
-            {"dx", relErr(dx, r.dx), tg},    {"dgamma", relErr(dg, r.dg), tg},    {"dbeta", relErr(db, r.db), tg}};
+            {"y", relErr(y, r.y), tv},
+            {"batchMean", blnref::relErrMag(mb.data(), r.mb, r.mbMag), 1e-5},
+            {"batchVar", relErr(vb, r.vb), tv},
+            {"featMean", blnref::relErrMag(mf.data(), r.mf, r.mfMag), 1e-5},
+            {"featVar", relErr(vf, r.vf), tv},
+            {"infer", relErr(yi, r.y), tv},
+            {"dx", relErr(dx, r.dx), tg},
+            {"dgamma", relErr(dg, r.dg), tg},
+            {"dbeta", relErr(db, r.db), tg}};
         for (auto& e : res) {
           ++checks;
           bool ok = e.err <= e.tol;

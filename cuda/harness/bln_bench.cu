@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "bln_cuda.h"
+#include "test/reference.h"
 #include "bln_kernels.cuh"
 
 using bln::Dims;
@@ -121,43 +122,15 @@ struct Workspace {
 };
 
 // ------------------------------------------------------------------ reference (float64)
+// cpp/test/reference.h, the harnesses' one float64 reference; thin adapters to this file's types.
 
-double relErr(const vector<float>& got, const vector<double>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = static_cast<double>(got[i]) - ref[i];
-    num += d * d;
-    den += ref[i] * ref[i];
-  }
-  if (!(num == num)) return INFINITY;  // NaN in the output
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
+double relErr(const vector<float>& got, const vector<double>& ref) { return blnref::relErr(got.data(), ref); }
 
-struct RefStats {
-  vector<double> mb, vb, mf, vf;  // M*C, M*C, B*M, B*M (biased variances)
-};
+using RefStats = blnref::Ref;  // mb, vb, mf, vf: M*C, M*C, B*M, B*M (biased variances)
 
 RefStats refStats(const vector<float>& x, const Dims& d) {
-  const int64_t B = d.B, M = d.M, C = d.C;
   RefStats s;
-  s.mb.assign(M * C, 0), s.vb.assign(M * C, 0), s.mf.assign(B * M, 0), s.vf.assign(B * M, 0);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t mc = 0; mc < M * C; ++mc) s.mb[mc] += x[b * M * C + mc];
-  for (auto& v : s.mb) v /= static_cast<double>(B);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t mc = 0; mc < M * C; ++mc) {
-      const double t = x[b * M * C + mc] - s.mb[mc];
-      s.vb[mc] += t * t;
-    }
-  for (auto& v : s.vb) v /= static_cast<double>(B);
-  for (int64_t r = 0; r < B * M; ++r) {
-    double a = 0;
-    for (int64_t c = 0; c < C; ++c) a += x[r * C + c];
-    const double mu = a / static_cast<double>(C);
-    double v = 0;
-    for (int64_t c = 0; c < C; ++c) v += (x[r * C + c] - mu) * (x[r * C + c] - mu);
-    s.mf[r] = mu, s.vf[r] = v / static_cast<double>(C);
-  }
+  blnref::refStats(x.data(), d.B, d.M, d.C, s);
   return s;
 }
 
@@ -168,26 +141,11 @@ struct Pop {
 // y of the spec; statistics from `s` (mini-batch) or the population where use says so.
 vector<double> refNorm(const vector<float>& x, const vector<float>& g, const vector<float>& be, const Dims& d, double eps, double N,
                        const RefStats& s, const Pop* pop, bln::InferUse use) {
-  const int64_t B = d.B, M = d.M, C = d.C;
-  const double wf = 1.0 / N - 1e-4, wb = 1.0 - (1.0 / N + 1e-4), sc = std::sqrt(static_cast<double>(C));
-  vector<double> y(static_cast<size_t>(B * M * C));
-  vector<double> bmu(M * C), bis(M * C);
-  for (int64_t mc = 0; mc < M * C; ++mc) {
-    bmu[mc] = use.batchMean ? pop->bm[mc] : s.mb[mc];
-    bis[mc] = 1.0 / std::sqrt((use.batchVar ? pop->bv[mc] : s.vb[mc]) + eps);
-  }
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t m = 0; m < M; ++m) {
-      const int64_t r = b * M + m;
-      const double fmu = use.featureMean ? pop->fm[m] : s.mf[r];
-      const double fis = 1.0 / std::sqrt((use.featureVar ? pop->fv[m] : s.vf[r]) + eps);
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t i = r * C + c, mc = m * C + c;
-        const double xf = (x[i] - fmu) * fis, xb = (x[i] - bmu[mc]) * bis[mc];
-        y[i] = g[c] * (wf * xf + wb * xb) / sc + be[c];
-      }
-    }
-  return y;
+  blnref::Ref r = s;
+  bln::StatsIn p;
+  if (pop) p = {pop->bm.data(), pop->bv.data(), pop->fm.data(), pop->fv.data()};
+  blnref::refNorm(x.data(), g.data(), be.data(), d.B, d.M, d.C, eps, N, use, p, r);
+  return std::move(r.y);
 }
 
 struct RefGrad {
@@ -197,41 +155,9 @@ struct RefGrad {
 // Backward of the spec at the given (float) statistics.
 RefGrad refBackward(const vector<float>& dy, const vector<float>& x, const vector<float>& g, const Dims& d, double eps, double N,
                     const vector<float>& bm, const vector<float>& bv, const vector<float>& fm, const vector<float>& fv) {
-  const int64_t B = d.B, M = d.M, C = d.C, MC = M * C, R = B * M;
-  const double wf = 1.0 / N - 1e-4, wb = 1.0 - (1.0 / N + 1e-4), sc = std::sqrt(static_cast<double>(C));
-  RefGrad o;
-  o.dx.assign(static_cast<size_t>(B * MC), 0), o.dg.assign(C, 0), o.db.assign(C, 0);
-  vector<double> sb(MC), sf(R), rg(R, 0), rgx(R, 0), cg(MC, 0), cgx(MC, 0);
-  for (int64_t i = 0; i < MC; ++i) sb[i] = std::sqrt(static_cast<double>(bv[i]) + eps);
-  for (int64_t i = 0; i < R; ++i) sf[i] = std::sqrt(static_cast<double>(fv[i]) + eps);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t m = 0; m < M; ++m) {
-      const int64_t r = b * M + m;
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t i = r * C + c, mc = m * C + c;
-        const double gg = dy[i] * static_cast<double>(g[c]) / sc;
-        const double xf = (x[i] - static_cast<double>(fm[r])) / sf[r];
-        const double xb = (x[i] - static_cast<double>(bm[mc])) / sb[mc];
-        rg[r] += gg, rgx[r] += gg * xf;
-        cg[mc] += gg, cgx[mc] += gg * xb;
-        o.db[c] += dy[i];
-        o.dg[c] += dy[i] * (wf * xf + wb * xb) / sc;
-      }
-    }
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t m = 0; m < M; ++m) {
-      const int64_t r = b * M + m;
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t i = r * C + c, mc = m * C + c;
-        const double gg = dy[i] * static_cast<double>(g[c]) / sc;
-        const double xf = (x[i] - static_cast<double>(fm[r])) / sf[r];
-        const double xb = (x[i] - static_cast<double>(bm[mc])) / sb[mc];
-        const double dxf = (gg - rg[r] / C - xf * rgx[r] / C) / sf[r];
-        const double dxb = (gg - cg[mc] / B - xb * cgx[mc] / B) / sb[mc];
-        o.dx[i] = wf * dxf + wb * dxb;
-      }
-    }
-  return o;
+  blnref::Ref r;
+  blnref::refBackward(dy.data(), x.data(), g.data(), {bm.data(), bv.data(), fm.data(), fv.data()}, d.B, d.M, d.C, eps, N, r);
+  return RefGrad{std::move(r.dx), std::move(r.dg), std::move(r.db)};
 }
 
 vector<float> toFloat(const vector<double>& v) { return vector<float>(v.begin(), v.end()); }
