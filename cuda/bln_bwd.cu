@@ -437,6 +437,7 @@ BwdPlan planBackward(const BwdDev& a, const DeviceLimits& lim, Path force, bool 
   }
   if (p.path == Path::Slab) {
     p.slabSmem = L.total;
+    p.slabGrid = M < lim.slabGridCap() ? M : lim.slabGridCap();
     p.wsBytes = align256(o);
     return p;
   }
@@ -471,7 +472,7 @@ cudaError_t launchBackward(const BwdDev& a, const BwdPlan& p, void* ws, cudaStre
   const dim3 block(kThreads);
   cudaError_t e = cudaSuccess;
   if (p.path == Path::Slab) {
-    const unsigned grid = gridFor(a.d.M, 1 << 20);
+    const unsigned grid = gridFor(p.slabGrid);
     e = p.vec == 4 ? launchKernel(&bwdSlabKernel<4>, grid, block, p.slabSmem, s, k)
                    : launchKernel(&bwdSlabKernel<1>, grid, block, p.slabSmem, s, k);
     if (e != cudaSuccess) return e;

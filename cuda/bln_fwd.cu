@@ -383,6 +383,7 @@ FwdPlan planForward(const FwdDev& a, const DeviceLimits& lim, Path force, bool f
   p.path = force != Path::Auto ? force : (slabFits && slabUseful ? Path::Slab : Path::Tiled);
   if (p.path == Path::Slab) {
     p.slabSmem = L.total;
+    p.slabGrid = M < lim.slabGridCap() ? M : lim.slabGridCap();
     p.wsBytes = 0;
     return p;
   }
@@ -426,7 +427,7 @@ cudaError_t launchForward(const FwdDev& a, const FwdPlan& p, void* ws, cudaStrea
   const dim3 block(kThreads);
   cudaError_t e = cudaSuccess;
   if (p.path == Path::Slab) {
-    const unsigned grid = gridFor(a.d.M, 1 << 20);
+    const unsigned grid = gridFor(p.slabGrid);
     e = p.vec == 4 ? launchKernel(&fwdSlabKernel<4>, grid, block, p.slabSmem, s, k)
                    : launchKernel(&fwdSlabKernel<1>, grid, block, p.slabSmem, s, k);
     return e;

@@ -27,6 +27,16 @@ namespace gpu {
 struct DeviceLimits {
   int smCount = 108;
   size_t smemOptin = 48 * 1024;  // cudaDevAttrMaxSharedMemoryPerBlockOptin
+  // Grid of the slab kernels: one block per m up to this cap, grid-stride over m beyond it.
+  // Emulated builds cap it at 2 blocks per SM, so that blocks loop over several m there and the
+  // barrier guarding shared memory between two m is exercised (a GPU gets one block per m).
+  int64_t slabGridCap() const {
+#ifdef BLN_EMU
+    return 2 * static_cast<int64_t>(smCount);
+#else
+    return int64_t(1) << 20;
+#endif
+  }
 };
 
 enum class Path : int { Auto = 0, Slab = 1, Tiled = 2 };
@@ -62,6 +72,7 @@ struct FwdPlan {
   int64_t nChunks = 1;      // row chunks per column (tiled)
   int64_t chunkRows = 1;    // rows per chunk
   size_t slabSmem = 0;      // dynamic shared memory of the slab kernel
+  int64_t slabGrid = 1;     // blocks of the slab kernel (DeviceLimits::slabGridCap)
   bool needCol = true, needRow = true;
   size_t offColPart = 0, offRowPart = 0, offColCoef = 0, offRowCoef = 0;
   size_t wsBytes = 0;       // device workspace the launch needs (0 for the slab path)
@@ -96,6 +107,7 @@ struct BwdPlan {
   int lpr = 32;
   int64_t nCT = 1, nChunks = 1, chunkRows = 1;
   size_t slabSmem = 0;
+  int64_t slabGrid = 1;
   // workspace
   size_t offRf = 0, offColPart = 0, offRowPart = 0, offColCoef = 0, offRowCoef = 0;
   size_t offContrib = 0, offRed1 = 0, offRed2 = 0;
