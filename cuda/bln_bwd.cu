@@ -437,7 +437,7 @@ BwdPlan planBackward(const BwdDev& a, const DeviceLimits& lim, Path force, bool 
   }
   if (p.path == Path::Slab) {
     p.slabSmem = L.total;
-    p.slabGrid = M < lim.slabGridCap() ? M : lim.slabGridCap();
+    p.grid = M < lim.gridCap(1 << 20) ? M : lim.gridCap(1 << 20);
     p.wsBytes = align256(o);
     return p;
   }
@@ -456,6 +456,10 @@ BwdPlan planBackward(const BwdDev& a, const DeviceLimits& lim, Path force, bool 
   }
   p.chunkRows = ceilDiv(B, nChunks);
   p.nChunks = ceilDiv(B, p.chunkRows);
+  {
+    const int64_t tiles = M * p.nCT * p.nChunks, cap = lim.gridCap(int64_t(1) << 30);
+    p.grid = tiles < cap ? tiles : cap;
+  }
   p.offRf = carve(sizeof(float) * size_t(R));
   p.offColPart = carve(3 * sizeof(double) * size_t(p.nChunks) * size_t(MC));
   p.offRowPart = carve(sizeof(double2) * size_t(R) * size_t(p.nCT));
@@ -472,7 +476,7 @@ cudaError_t launchBackward(const BwdDev& a, const BwdPlan& p, void* ws, cudaStre
   const dim3 block(kThreads);
   cudaError_t e = cudaSuccess;
   if (p.path == Path::Slab) {
-    const unsigned grid = gridFor(p.slabGrid);
+    const unsigned grid = gridFor(p.grid);
     e = p.vec == 4 ? launchKernel(&bwdSlabKernel<4>, grid, block, p.slabSmem, s, k)
                    : launchKernel(&bwdSlabKernel<1>, grid, block, p.slabSmem, s, k);
     if (e != cudaSuccess) return e;
@@ -480,8 +484,8 @@ cudaError_t launchBackward(const BwdDev& a, const BwdPlan& p, void* ws, cudaStre
     e = launchKernel(&bwdRowInvStdKernel, gridFor(ceilDiv(R, kThreads), 1 << 16), block, 0, s, k);
     if (e != cudaSuccess) return e;
     const size_t smem = 3 * sizeof(double) * kThreads * p.vec;
-    e = p.vec == 4 ? launchKernel(&bwdStatsKernel<4>, gridFor(k.nTiles), block, smem, s, k)
-                   : launchKernel(&bwdStatsKernel<1>, gridFor(k.nTiles), block, smem, s, k);
+    e = p.vec == 4 ? launchKernel(&bwdStatsKernel<4>, gridFor(p.grid), block, smem, s, k)
+                   : launchKernel(&bwdStatsKernel<1>, gridFor(p.grid), block, smem, s, k);
     if (e != cudaSuccess) return e;
     e = launchKernel(&bwdFinalizeColsKernel, gridFor(ceilDiv(MC, kThreads), 1 << 16), block, 0, s, k);
     if (e != cudaSuccess) return e;

@@ -383,7 +383,7 @@ FwdPlan planForward(const FwdDev& a, const DeviceLimits& lim, Path force, bool f
   p.path = force != Path::Auto ? force : (slabFits && slabUseful ? Path::Slab : Path::Tiled);
   if (p.path == Path::Slab) {
     p.slabSmem = L.total;
-    p.slabGrid = M < lim.slabGridCap() ? M : lim.slabGridCap();
+    p.grid = M < lim.gridCap(1 << 20) ? M : lim.gridCap(1 << 20);
     p.wsBytes = 0;
     return p;
   }
@@ -405,6 +405,10 @@ FwdPlan planForward(const FwdDev& a, const DeviceLimits& lim, Path force, bool f
   }
   p.chunkRows = ceilDiv(B, nChunks);
   p.nChunks = ceilDiv(B, p.chunkRows);
+  {
+    const int64_t tiles = M * p.nCT * p.nChunks, cap = lim.gridCap(int64_t(1) << 30);
+    p.grid = tiles < cap ? tiles : cap;
+  }
 
   size_t o = 0;
   auto carve = [&](size_t bytes) {
@@ -427,14 +431,14 @@ cudaError_t launchForward(const FwdDev& a, const FwdPlan& p, void* ws, cudaStrea
   const dim3 block(kThreads);
   cudaError_t e = cudaSuccess;
   if (p.path == Path::Slab) {
-    const unsigned grid = gridFor(p.slabGrid);
+    const unsigned grid = gridFor(p.grid);
     e = p.vec == 4 ? launchKernel(&fwdSlabKernel<4>, grid, block, p.slabSmem, s, k)
                    : launchKernel(&fwdSlabKernel<1>, grid, block, p.slabSmem, s, k);
     return e;
   }
   if (p.needCol || p.needRow) {
     const size_t smem = p.needCol ? 2 * sizeof(double) * kThreads * p.vec : 0;
-    const unsigned grid = gridFor(k.nTiles);
+    const unsigned grid = gridFor(p.grid);
     e = p.vec == 4 ? launchKernel(&fwdStatsKernel<4>, grid, block, smem, s, k)
                    : launchKernel(&fwdStatsKernel<1>, grid, block, smem, s, k);
     if (e != cudaSuccess) return e;

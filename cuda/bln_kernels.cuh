@@ -27,14 +27,16 @@ namespace gpu {
 struct DeviceLimits {
   int smCount = 108;
   size_t smemOptin = 48 * 1024;  // cudaDevAttrMaxSharedMemoryPerBlockOptin
-  // Grid of the slab kernels: one block per m up to this cap, grid-stride over m beyond it.
-  // Emulated builds cap it at 2 blocks per SM, so that blocks loop over several m there and the
-  // barrier guarding shared memory between two m is exercised (a GPU gets one block per m).
-  int64_t slabGridCap() const {
+  // Grids of the kernels that loop over work items (m for the slab kernels, tiles for the
+  // statistics kernels): one block per item up to `onGpu`, grid-stride beyond it. Emulated
+  // builds cap them at 2 blocks per SM, so that blocks loop over several items there and the
+  // barriers guarding shared memory between two items are exercised (a GPU gets one per item).
+  int64_t gridCap(int64_t onGpu) const {
 #ifdef BLN_EMU
+    (void)onGpu;
     return 2 * static_cast<int64_t>(smCount);
 #else
-    return int64_t(1) << 20;
+    return onGpu;
 #endif
   }
 };
@@ -72,7 +74,7 @@ struct FwdPlan {
   int64_t nChunks = 1;      // row chunks per column (tiled)
   int64_t chunkRows = 1;    // rows per chunk
   size_t slabSmem = 0;      // dynamic shared memory of the slab kernel
-  int64_t slabGrid = 1;     // blocks of the slab kernel (DeviceLimits::slabGridCap)
+  int64_t grid = 1;         // blocks of the slab or statistics kernel (DeviceLimits::gridCap)
   bool needCol = true, needRow = true;
   size_t offColPart = 0, offRowPart = 0, offColCoef = 0, offRowCoef = 0;
   size_t wsBytes = 0;       // device workspace the launch needs (0 for the slab path)
@@ -107,7 +109,7 @@ struct BwdPlan {
   int lpr = 32;
   int64_t nCT = 1, nChunks = 1, chunkRows = 1;
   size_t slabSmem = 0;
-  int64_t slabGrid = 1;
+  int64_t grid = 1;  // blocks of the slab or statistics kernel
   // workspace
   size_t offRf = 0, offColPart = 0, offRowPart = 0, offColCoef = 0, offRowCoef = 0;
   size_t offContrib = 0, offRed1 = 0, offRed2 = 0;
