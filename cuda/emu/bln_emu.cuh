@@ -5,8 +5,9 @@
 //  - a block runs as blockDim fibers on the calling thread; __syncthreads is a barrier,
 //    warp shuffles exchange through per-warp slots between two warp barriers; blocks
 //    of a grid run one after another (shared memory is per block, as on a GPU); the
-//    order of the fibers between barriers is BLN_EMU_SCHEDULE (forward, reverse,
-//    random), so a missing barrier gives wrong results in some order (racecheck);
+//    order of the fibers between barriers is BLN_EMU_SCHEDULE (forward, reverse, or
+//    random: one fiber at a time, warps released at once so one warp can run ahead of
+//    the others), so a missing barrier gives wrong results in some order (racecheck);
 //  - dynamic shared memory is a fresh allocation of exactly the launch's size, filled
 //    with 0xFF bytes (NaN) so reads of unwritten shared memory show up as NaN;
 //  - device memory is host memory of exactly the requested size, so AddressSanitizer
@@ -165,9 +166,11 @@ inline void checkAligned16(const void* p) {
 // A block runs as blockDim fibers (ucontext) on the calling thread. A fiber runs until
 // it reaches a barrier or returns; when every live thread of the block (of the warp,
 // for a shuffle) waits at the barrier, they are released. The order in which fibers run
-// within a phase is BLN_EMU_SCHEDULE = forward (default), reverse or random: a missing
-// __syncthreads shows up as a wrong result (or NaN from the poisoned shared memory) in
-// at least one of the orders.
+// within a phase is BLN_EMU_SCHEDULE = forward (default) or reverse (each runs every fiber to
+// its next barrier, warps in lockstep), or random (one random runnable fiber at a time, a warp
+// released the moment its last lane arrives, so warps drift apart up to a __syncthreads): a
+// missing __syncthreads shows up as a wrong result (or NaN from the poisoned shared memory)
+// in at least one of the orders.
 enum class Wait : int { None = 0, Block = 1, Warp = 2 };
 
 // Context switch: a few instructions of assembly on x86-64 (swapcontext makes a system
@@ -291,26 +294,62 @@ inline void runBlock(Block& b) {
   while (st.size() < n) st.emplace_back(new char[kStackBytes]);
   b.fibers.assign(n, Fiber{});
   for (unsigned t = 0; t < n; ++t) initFiber(b.fibers[t], st[t].get(), kStackBytes);
-  std::vector<unsigned> order(n);
+  std::vector<unsigned> order(n), runnable;
   for (unsigned t = 0; t < n; ++t) order[t] = t;
   static thread_local uint64_t rng = 0x9E3779B97F4A7C15ull;
   const int mode = scheduleMode();
+  auto warpComplete = [&](unsigned w) {
+    for (unsigned t = w * 32; t < w * 32 + 32 && t < n; ++t)
+      if (!b.fibers[t].done && b.fibers[t].wait != Wait::Warp) return false;
+    return true;
+  };
   for (;;) {
-    if (mode == 1) {
-      for (unsigned t = 0; t < n; ++t) order[t] = n - 1 - t;
-    } else if (mode == 2) {
-      for (unsigned t = n - 1; t > 0; --t) {
-        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-        std::swap(order[t], order[rng % (t + 1)]);
-      }
-    }
     bool ran = false;
-    for (unsigned t : order) {
-      Fiber& f = b.fibers[t];
-      if (f.done || f.wait != Wait::None) continue;
-      setThreadVars(b, t);
-      switchTo(&b.sched, &f.ctx);
-      ran = true;
+    if (mode == 2) {
+      // Warps in a random priority order, fresh at each __syncthreads: the first warp runs
+      // (its lanes in random order, released the moment its last lane arrives at a shuffle)
+      // until it reaches the next __syncthreads or ends, then the next warp, and so on. One
+      // warp thus runs as far ahead of the others as a GPU ever lets it, so a barrier missing
+      // between two uses of shared memory shows.
+      const unsigned nw = (n + 31) / 32;
+      std::vector<unsigned> warps(nw);
+      for (unsigned w = 0; w < nw; ++w) warps[w] = w;
+      for (unsigned w = nw - 1; w > 0; --w) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        std::swap(warps[w], warps[rng % (w + 1)]);
+      }
+      for (unsigned w : warps) {
+        for (;;) {
+          runnable.clear();
+          for (unsigned t = w * 32; t < w * 32 + 32 && t < n; ++t)
+            if (!b.fibers[t].done && b.fibers[t].wait == Wait::None) runnable.push_back(t);
+          if (runnable.empty()) break;
+          for (size_t k = runnable.size() - 1; k > 0; --k) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            std::swap(runnable[k], runnable[rng % (k + 1)]);
+          }
+          for (unsigned t : runnable) {
+            setThreadVars(b, t);
+            switchTo(&b.sched, &b.fibers[t].ctx);
+            ran = true;
+          }
+          if (!warpComplete(w)) break;  // lanes wait at a __syncthreads (or have ended)
+          bool any = false;
+          for (unsigned t = w * 32; t < w * 32 + 32 && t < n; ++t)
+            if (!b.fibers[t].done) b.fibers[t].wait = Wait::None, any = true;
+          if (!any) break;
+        }
+      }
+    } else {
+      if (mode == 1)
+        for (unsigned t = 0; t < n; ++t) order[t] = n - 1 - t;
+      for (unsigned t : order) {
+        Fiber& f = b.fibers[t];
+        if (f.done || f.wait != Wait::None) continue;
+        setThreadVars(b, t);
+        switchTo(&b.sched, &f.ctx);
+        ran = true;
+      }
     }
     // Release barriers whose every live participant has arrived.
     bool live = false, released = false;
