@@ -2,7 +2,7 @@
 // and the same native call with the arguments prepared once, so that the difference is the
 // cost of lib's validation and output allocation.
 import * as bln from '../lib';
-import { native } from '../lib/addon';
+import { DEVICE_CPU, native, type ForwardCall } from '../lib/addon';
 import type { OverheadRow } from './lib/report';
 import { now, perCallMicros, summarize } from './lib/timing';
 
@@ -21,9 +21,8 @@ export async function measureOverhead(quick: boolean): Promise<OverheadRow[]> {
   const out = { y: new Float32Array(n), batchMean: new Float32Array(C), batchVar: new Float32Array(C), featureMean: new Float32Array(B), featureVar: new Float32Array(B) };
   const bout = { dx: new Float32Array(n), dgamma: new Float32Array(C), dbeta: new Float32Array(C) };
   const dst = new Float32Array(n);
-  const nat = native() as unknown as Record<string, (...a: unknown[]) => unknown>;
-  // argument order of the binding's forward (see lib/index.ts prepareForward); device 0 = CPU
-  const fwdArgs = [x, B, 1, C, gamma, beta, 1e-3, B, 0, out.y, out.batchMean, out.batchVar, out.featureMean, out.featureVar];
+  const nat = native();
+  const fwdArgs: ForwardCall = [x, B, 1, C, gamma, beta, 1e-3, B, DEVICE_CPU, out.y, out.batchMean, out.batchVar, out.featureMean, out.featureVar];
   const inner = quick ? 200 : 2000;
   const samples = quick ? 5 : 31;
   const rows: OverheadRow[] = [];
@@ -32,7 +31,7 @@ export async function measureOverhead(quick: boolean): Promise<OverheadRow[]> {
     rows.push({ call, us: s.ms, spread: s.spread, reps: s.reps * inner, note });
   };
   add('dst.set(x) (copy, for scale)', () => dst.set(x), 'the same 8.4 KB moved by a copy');
-  add('native forward, arguments prepared', () => void nat.forward!(...fwdArgs), 'N-API argument parsing + kernel, no lib');
+  add('native forward, arguments prepared', () => nat.forward(...fwdArgs), 'N-API argument parsing + kernel, no lib');
   add('forward(x, shape, gamma, beta, { out })', () => void bln.forward(x, SHAPE, gamma, beta, { out }), 'the public call with out buffers');
   add('forward(x, shape, gamma, beta)', () => void bln.forward(x, SHAPE, gamma, beta), 'allocates y and four statistics');
   add('backward(..., { out })', () => void bln.backward(dy, x, SHAPE, gamma, stats, { out: bout }), '');

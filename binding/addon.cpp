@@ -1,6 +1,9 @@
 // N-API glue only: argument unpacking into plain batons, one AsyncWorker per
-// operation, and the export table. lib/ has validated everything already; this
-// file still checks every buffer's type and length before the core touches it.
+// operation, and the export table. lib/ has validated everything already and owns the
+// messages users see; this file only translates types (a Float32Array into a pointer and
+// its length, a number into an integer), and the core (checkArgs of cpp/bln.h) owns the
+// checks of dimensions and lengths before it touches memory. Its ArgumentError reaches JS
+// as a RangeError.
 #include <napi.h>
 
 #include <cmath>
@@ -43,12 +46,12 @@ double numArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return v.As<Napi::Number>().DoubleValue();
 }
 
-// A Float32Array of exactly `len` elements (or, when optional, undefined/null). One
-// napi_get_typedarray_info call gives type, length and data: this runs for every array of
-// every call, and the typed wrappers' repeated queries were a quarter of a small call.
+// A Float32Array (or, when optional, undefined/null): its data and, in *len, its length for
+// the core to check. One napi_get_typedarray_info call gives type, length and data: this runs
+// for every array of every call, and the typed wrappers' repeated queries were a quarter of a
+// small call.
 template <class T>
-T* f32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t len, Keep& keep, int64_t* got,
-          bool optional = false) {
+T* f32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, Keep& keep, int64_t* len, bool optional = false) {
   napi_env env = info.Env();
   napi_value v = info[i];
   if (optional) {
@@ -62,23 +65,14 @@ T* f32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t le
   if (napi_is_typedarray(env, v, &isTyped) != napi_ok || !isTyped ||
       napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array)
     throw Napi::TypeError::New(env, std::string("native: ") + name + " must be a Float32Array");
-  if (static_cast<int64_t>(length) != len)
-    throw Napi::RangeError::New(env, std::string("native: ") + name + " has length " + std::to_string(length) +
-                                         ", expected " + std::to_string(len));
   if (!data) throw Napi::TypeError::New(env, std::string("native: ") + name + " is detached");
   keep.push(v);
-  *got = static_cast<int64_t>(length);  // the core checks it again
+  *len = static_cast<int64_t>(length);
   return static_cast<T*>(data);
 }
 
 bln::Dims dimsArg(const Napi::CallbackInfo& info, size_t i) {
-  bln::Dims d{dimArg(info, i, "B"), dimArg(info, i + 1, "M"), dimArg(info, i + 2, "C")};
-  try {
-    bln::checkDims(d);
-  } catch (const std::exception& e) {
-    throw Napi::RangeError::New(info.Env(), std::string("native: ") + e.what());
-  }
-  return d;
+  return bln::Dims{dimArg(info, i, "B"), dimArg(info, i + 1, "M"), dimArg(info, i + 2, "C")};
 }
 
 enum class Device { Cpu = 0, Cuda = 1 };
@@ -101,18 +95,17 @@ struct ForwardOp {
   // (x, B, M, C, gamma, beta, eps, N, device, y, bm, bv, fm, fv)
   void parse(const Napi::CallbackInfo& info, Keep& keep) {
     a.d = dimsArg(info, 1);
-    const int64_t n = a.d.numel(), mc = a.d.batchStatLen(), bm = a.d.featureStatLen();
-    a.x = f32Arg<const float>(info, 0, "x", n, keep, &a.len.x);
-    a.gamma = f32Arg<const float>(info, 4, "gamma", a.d.C, keep, &a.len.gamma);
-    a.beta = f32Arg<const float>(info, 5, "beta", a.d.C, keep, &a.len.beta);
+    a.x = f32Arg<const float>(info, 0, "x", keep, &a.len.x);
+    a.gamma = f32Arg<const float>(info, 4, "gamma", keep, &a.len.gamma);
+    a.beta = f32Arg<const float>(info, 5, "beta", keep, &a.len.beta);
     a.eps = numArg(info, 6, "epsilon");
     a.batchSize = numArg(info, 7, "batchSize");
     dev = deviceArg(info, 8);
-    a.y = f32Arg<float>(info, 9, "y", n, keep, &a.len.y);
-    a.stats.batchMean = f32Arg<float>(info, 10, "batchMean", mc, keep, &a.len.batchMean);
-    a.stats.batchVar = f32Arg<float>(info, 11, "batchVar", mc, keep, &a.len.batchVar);
-    a.stats.featureMean = f32Arg<float>(info, 12, "featureMean", bm, keep, &a.len.featureMean);
-    a.stats.featureVar = f32Arg<float>(info, 13, "featureVar", bm, keep, &a.len.featureVar);
+    a.y = f32Arg<float>(info, 9, "y", keep, &a.len.y);
+    a.stats.batchMean = f32Arg<float>(info, 10, "batchMean", keep, &a.len.batchMean);
+    a.stats.batchVar = f32Arg<float>(info, 11, "batchVar", keep, &a.len.batchVar);
+    a.stats.featureMean = f32Arg<float>(info, 12, "featureMean", keep, &a.len.featureMean);
+    a.stats.featureVar = f32Arg<float>(info, 13, "featureVar", keep, &a.len.featureVar);
   }
   void run() const {
 #ifdef BLN_WITH_CUDA
@@ -129,20 +122,19 @@ struct BackwardOp {
   // (dy, x, B, M, C, gamma, bm, bv, fm, fv, eps, N, device, dx, dgamma, dbeta)
   void parse(const Napi::CallbackInfo& info, Keep& keep) {
     a.d = dimsArg(info, 2);
-    const int64_t n = a.d.numel(), mc = a.d.batchStatLen(), bm = a.d.featureStatLen();
-    a.dy = f32Arg<const float>(info, 0, "dy", n, keep, &a.len.dy);
-    a.x = f32Arg<const float>(info, 1, "x", n, keep, &a.len.x);
-    a.gamma = f32Arg<const float>(info, 5, "gamma", a.d.C, keep, &a.len.gamma);
-    a.stats.batchMean = f32Arg<const float>(info, 6, "stats.batchMean", mc, keep, &a.len.batchMean);
-    a.stats.batchVar = f32Arg<const float>(info, 7, "stats.batchVar", mc, keep, &a.len.batchVar);
-    a.stats.featureMean = f32Arg<const float>(info, 8, "stats.featureMean", bm, keep, &a.len.featureMean);
-    a.stats.featureVar = f32Arg<const float>(info, 9, "stats.featureVar", bm, keep, &a.len.featureVar);
+    a.dy = f32Arg<const float>(info, 0, "dy", keep, &a.len.dy);
+    a.x = f32Arg<const float>(info, 1, "x", keep, &a.len.x);
+    a.gamma = f32Arg<const float>(info, 5, "gamma", keep, &a.len.gamma);
+    a.stats.batchMean = f32Arg<const float>(info, 6, "stats.batchMean", keep, &a.len.batchMean);
+    a.stats.batchVar = f32Arg<const float>(info, 7, "stats.batchVar", keep, &a.len.batchVar);
+    a.stats.featureMean = f32Arg<const float>(info, 8, "stats.featureMean", keep, &a.len.featureMean);
+    a.stats.featureVar = f32Arg<const float>(info, 9, "stats.featureVar", keep, &a.len.featureVar);
     a.eps = numArg(info, 10, "epsilon");
     a.batchSize = numArg(info, 11, "batchSize");
     dev = deviceArg(info, 12);
-    a.dx = f32Arg<float>(info, 13, "dx", n, keep, &a.len.dx);
-    a.dgamma = f32Arg<float>(info, 14, "dgamma", a.d.C, keep, &a.len.dgamma);
-    a.dbeta = f32Arg<float>(info, 15, "dbeta", a.d.C, keep, &a.len.dbeta);
+    a.dx = f32Arg<float>(info, 13, "dx", keep, &a.len.dx);
+    a.dgamma = f32Arg<float>(info, 14, "dgamma", keep, &a.len.dgamma);
+    a.dbeta = f32Arg<float>(info, 15, "dbeta", keep, &a.len.dbeta);
   }
   void run() const {
 #ifdef BLN_WITH_CUDA
@@ -159,24 +151,23 @@ struct InferOp {
   // (x, B, M, C, gamma, beta, pbm, pbv, pfm, pfv, useMask, eps, N, device, y)
   void parse(const Napi::CallbackInfo& info, Keep& keep) {
     a.d = dimsArg(info, 1);
-    const int64_t n = a.d.numel(), mc = a.d.batchStatLen();
-    a.x = f32Arg<const float>(info, 0, "x", n, keep, &a.len.x);
-    a.gamma = f32Arg<const float>(info, 4, "gamma", a.d.C, keep, &a.len.gamma);
-    a.beta = f32Arg<const float>(info, 5, "beta", a.d.C, keep, &a.len.beta);
+    a.x = f32Arg<const float>(info, 0, "x", keep, &a.len.x);
+    a.gamma = f32Arg<const float>(info, 4, "gamma", keep, &a.len.gamma);
+    a.beta = f32Arg<const float>(info, 5, "beta", keep, &a.len.beta);
     const double mask = numArg(info, 10, "use");
     // (casting NaN or an out-of-range double to int is undefined behaviour)
     if (!(mask >= 0 && mask <= 15) || mask != std::floor(mask))
       throw Napi::RangeError::New(info.Env(), "native: use must be an integer mask in 0..15");
     const int u = static_cast<int>(mask);
     a.use.batchMean = u & 1, a.use.batchVar = u & 2, a.use.featureMean = u & 4, a.use.featureVar = u & 8;
-    a.population.batchMean = f32Arg<const float>(info, 6, "population.batchMean", mc, keep, &a.len.batchMean, !a.use.batchMean);
-    a.population.batchVar = f32Arg<const float>(info, 7, "population.batchVar", mc, keep, &a.len.batchVar, !a.use.batchVar);
-    a.population.featureMean = f32Arg<const float>(info, 8, "population.featureMean", a.d.M, keep, &a.len.featureMean, !a.use.featureMean);
-    a.population.featureVar = f32Arg<const float>(info, 9, "population.featureVar", a.d.M, keep, &a.len.featureVar, !a.use.featureVar);
+    a.population.batchMean = f32Arg<const float>(info, 6, "population.batchMean", keep, &a.len.batchMean, !a.use.batchMean);
+    a.population.batchVar = f32Arg<const float>(info, 7, "population.batchVar", keep, &a.len.batchVar, !a.use.batchVar);
+    a.population.featureMean = f32Arg<const float>(info, 8, "population.featureMean", keep, &a.len.featureMean, !a.use.featureMean);
+    a.population.featureVar = f32Arg<const float>(info, 9, "population.featureVar", keep, &a.len.featureVar, !a.use.featureVar);
     a.eps = numArg(info, 11, "epsilon");
     a.batchSize = numArg(info, 12, "batchSize");
     dev = deviceArg(info, 13);
-    a.y = f32Arg<float>(info, 14, "y", n, keep, &a.len.y);
+    a.y = f32Arg<float>(info, 14, "y", keep, &a.len.y);
   }
   void run() const {
 #ifdef BLN_WITH_CUDA
@@ -191,21 +182,32 @@ struct InferOp {
 constexpr size_t kErrLen = 256;
 constexpr const char* kOutOfMemory = "out of memory: the native buffers for this call could not be allocated";
 
+struct Failure {
+  char msg[kErrLen] = {0};  // empty: no failure
+  bool argument = false;    // the core refused the arguments (bln::ArgumentError): a RangeError
+  Napi::Error toJs(Napi::Env env) const {
+    return argument ? Napi::Error(Napi::RangeError::New(env, msg)) : Napi::Error::New(env, msg);
+  }
+};
+
 template <class Op>
-bool runCaught(const Op& op, char (&err)[kErrLen]) {
+bool runCaught(const Op& op, Failure& f) {
   const char* msg = nullptr;
+  f.argument = false;
   try {
     op.run();
-    err[0] = 0;
+    f.msg[0] = 0;
     return true;
   } catch (const std::bad_alloc&) {
     msg = kOutOfMemory;
+  } catch (const bln::ArgumentError& e) {
+    msg = e.what(), f.argument = true;
   } catch (const std::exception& e) {
     msg = e.what();
   } catch (...) {
     msg = "unknown native error";
   }
-  std::snprintf(err, kErrLen, "%s", msg);
+  std::snprintf(f.msg, kErrLen, "%s", msg);
   return false;
 }
 
@@ -220,7 +222,7 @@ class OpWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
  protected:
-  void Execute() override { runCaught(op_, err_); }
+  void Execute() override { runCaught(op_, fail_); }
 
   // Settles the promise. When the environment is going away (a worker_thread that
   // exits or is terminated while the call runs) N-API calls fail: nobody can await
@@ -229,10 +231,10 @@ class OpWorker : public Napi::AsyncWorker {
     if (status != napi_cancelled) {
       try {
         Napi::HandleScope scope(env);
-        if (!err_[0])
+        if (!fail_.msg[0])
           deferred_.Resolve(env.Undefined());
         else
-          deferred_.Reject(Napi::Error::New(env, err_).Value());
+          deferred_.Reject(fail_.toJs(env).Value());
       } catch (...) {
       }
     }
@@ -241,7 +243,7 @@ class OpWorker : public Napi::AsyncWorker {
 
  private:
   Op op_;
-  char err_[kErrLen] = {0};
+  Failure fail_;
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::Reference<Napi::Value>> refs_;
 };
@@ -252,13 +254,13 @@ template <class Op>
 Napi::Value Sync(const Napi::CallbackInfo& info) {
   Keep keep;
   Op op;
-  char err[kErrLen];
+  Failure fail;
   try {
     op.parse(info, keep);
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(info.Env(), kOutOfMemory);
   }
-  if (!runCaught(op, err)) throw Napi::Error::New(info.Env(), err);
+  if (!runCaught(op, fail)) throw fail.toJs(info.Env());
   return info.Env().Undefined();
 }
 

@@ -26,19 +26,27 @@ export interface NativeInfo {
 type F32 = Float32Array;
 type Opt = F32 | undefined;
 
+/** Device codes of the binding. */
+export const DEVICE_CPU = 0;
+export const DEVICE_CUDA = 1;
+
+// The binding's positional arguments, one tuple per operation: lib builds them (lib/ops.ts) and
+// tsc checks them against these; binding/addon.cpp reads them in this order (its parse()).
+export type ForwardCall = [x: F32, B: number, M: number, C: number, gamma: F32, beta: F32, eps: number, N: number, device: number,
+  y: F32, bm: F32, bv: F32, fm: F32, fv: F32];
+export type BackwardCall = [dy: F32, x: F32, B: number, M: number, C: number, gamma: F32, bm: F32, bv: F32, fm: F32, fv: F32,
+  eps: number, N: number, device: number, dx: F32, dgamma: F32, dbeta: F32];
+/** use: bit 0 batchMean, 1 batchVar, 2 featureMean, 3 featureVar (1 = from the population). */
+export type InferCall = [x: F32, B: number, M: number, C: number, gamma: F32, beta: F32, pbm: Opt, pbv: Opt, pfm: Opt, pfv: Opt,
+  use: number, eps: number, N: number, device: number, y: F32];
+
 export interface Native {
-  forward(x: F32, B: number, M: number, C: number, gamma: F32, beta: F32, eps: number, N: number, device: number,
-          y: F32, bm: F32, bv: F32, fm: F32, fv: F32): void;
-  forwardAsync(x: F32, B: number, M: number, C: number, gamma: F32, beta: F32, eps: number, N: number, device: number,
-               y: F32, bm: F32, bv: F32, fm: F32, fv: F32): Promise<void>;
-  backward(dy: F32, x: F32, B: number, M: number, C: number, gamma: F32, bm: F32, bv: F32, fm: F32, fv: F32,
-           eps: number, N: number, device: number, dx: F32, dgamma: F32, dbeta: F32): void;
-  backwardAsync(dy: F32, x: F32, B: number, M: number, C: number, gamma: F32, bm: F32, bv: F32, fm: F32, fv: F32,
-                eps: number, N: number, device: number, dx: F32, dgamma: F32, dbeta: F32): Promise<void>;
-  infer(x: F32, B: number, M: number, C: number, gamma: F32, beta: F32, pbm: Opt, pbv: Opt, pfm: Opt, pfv: Opt,
-        use: number, eps: number, N: number, device: number, y: F32): void;
-  inferAsync(x: F32, B: number, M: number, C: number, gamma: F32, beta: F32, pbm: Opt, pbv: Opt, pfm: Opt, pfv: Opt,
-             use: number, eps: number, N: number, device: number, y: F32): Promise<void>;
+  forward(...args: ForwardCall): void;
+  forwardAsync(...args: ForwardCall): Promise<void>;
+  backward(...args: BackwardCall): void;
+  backwardAsync(...args: BackwardCall): Promise<void>;
+  infer(...args: InferCall): void;
+  inferAsync(...args: InferCall): Promise<void>;
   backendInfo(): NativeInfo;
   setSimd(level: string): void;
   setThreads(n: number): void;

@@ -86,9 +86,3 @@ export function oneOf<T extends string>(v: unknown, name: string, values: readon
     throw invalidType(`one of ${values.map((s) => `'${s}'`).join(', ')}`, name, v);
   return v as T;
 }
-
-/** Two views share memory (same buffer, overlapping byte ranges). */
-export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  if (a.buffer !== b.buffer) return false;
-  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
-}

@@ -1,7 +1,7 @@
 // Population statistics accumulated over an epoch (BLN-SPEC "Population statistics").
 import * as is from './is';
 import { parseShape } from './shape';
-import type { Population, Stats } from './index';
+import type { Population, Stats } from './types';
 
 /**
  * Averages of the mini-batch statistics over the training steps of an epoch.

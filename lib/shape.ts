@@ -1,4 +1,4 @@
-import { describe, invalidRange, invalidType } from './is';
+import { invalidRange, invalidType } from './is';
 
 /** The [B, M, C] view of a shape [B, d1..dk, C]. */
 export interface View {
@@ -35,4 +35,3 @@ export function checkSizeMatches(view: View, length: number, name: string): void
     );
 }
 
-export { describe };

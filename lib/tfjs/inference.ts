@@ -2,7 +2,7 @@
 import * as tfc from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
-import { STAT_KEYS, type InferUse } from '../index';
+import { STAT_KEYS, type InferUse } from '../types';
 import { BatchLayerNormalization } from './layer';
 import { resolveUse } from './op';
 

@@ -4,7 +4,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types';
 
-import type { Device, InferUse } from '../index';
+import type { Device, InferUse } from '../types';
 import { BATCH_LAYER_NORM, statShapes, type BatchLayerNormAttrs } from './kernels';
 import { runInfer, type StatTensors } from './op';
 
