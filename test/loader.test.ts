@@ -71,3 +71,20 @@ test('the addon this suite uses loads, and addonPath() names it', () => {
   a.native();
   expect(a.addonCandidates()).toContain(a.addonPath());
 });
+
+// A shared object that needs GLIBC_2.99 (linked against a stub libc.so.6 that defines that version).
+const canLinkGlibcProbe = process.platform === 'linux' && process.report?.getReport &&
+  !!(process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime &&
+  require('child_process').spawnSync('cc', ['--version']).status === 0;
+(canLinkGlibcProbe ? test : test.skip)('a binary that needs a newer glibc: the version it needs and the one here', () => {
+  const { execFileSync } = require('child_process') as typeof import('child_process');
+  const dir = fs.mkdtempSync(path.join(tmp, 'glibc-'));
+  fs.writeFileSync(path.join(dir, 'v.map'), 'GLIBC_2.99 { global: bln_probe; };\n');
+  fs.writeFileSync(path.join(dir, 'stub.c'), 'void bln_probe(void) {}\n');
+  fs.writeFileSync(path.join(dir, 'probe.c'), 'extern void bln_probe(void); void f(void) { bln_probe(); }\n');
+  const env = { ...process.env, LD_PRELOAD: '' }; // test:asan preloads libasan; the compiler needs none
+  execFileSync('cc', ['-shared', '-fPIC', '-o', 'libc.so.6', '-Wl,--version-script=v.map', '-Wl,-soname,libc.so.6', 'stub.c'], { cwd: dir, env });
+  execFileSync('cc', ['-shared', '-fPIC', '-o', 'probe.node', 'probe.c', '-L.', '-l:libc.so.6'], { cwd: dir, env });
+  const a = freshLoader(path.join(dir, 'probe.node'));
+  expect(() => a.native()).toThrow(/probe\.node: .*GLIBC_2\.99.* \(it needs GLIBC_2\.99; this system has glibc 2\.\d+\)/);
+});
