@@ -5,7 +5,7 @@
 // the loader picked, `EXPECT_SIMD=neon` that the level is there.
 import * as bln from '../lib';
 import { addonPath } from '../lib/addon';
-import { allUses, dims, expectClose, makeInputs, poisoned, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
+import { allUses, dims, expectClose, expectSameBits, makeInputs, poisoned, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
 
 const SHAPES: number[][] = [[64, 1100], [3, 520], [128, 7], [64, 1, 37], [17, 3, 13], [40, 4, 65], [300, 9], [3, 3000, 5], [1, 1, 9], [9, 2, 2, 17]];
 const seed = Number(process.env.SEED ?? 20261202);
@@ -51,6 +51,9 @@ async function main(): Promise<void> {
         if (B >= 3 || B === 1) check(() => expectClose(g.dx, d.refBwd.dx, 1e-4, `dx ${ctx}`));
         check(() => expectClose(g.dgamma, d.refBwd.dgamma, 1e-4, `dgamma ${ctx}`));
         check(() => expectClose(g.dbeta, d.refBwd.dbeta, 1e-4, `dbeta ${ctx}`));
+        // The spec's exactness rule: infer with all four flags false is forward's y, bit for bit.
+        const y0 = bln.infer(d.x, d.shape, d.gamma, d.beta, d.population, allUses()[0]!);
+        check(() => expectSameBits(y0, r.y, `infer use=0 vs forward ${ctx}`));
         allUses().forEach((use, k) => {
           if (k % 5 !== 0) return; // 0, 5, 10, 15: none, mixed, all from the population
           const y = bln.infer(d.x, d.shape, d.gamma, d.beta, d.population, use);
@@ -59,6 +62,7 @@ async function main(): Promise<void> {
       }
       const a = await bln.forwardAsync(data[1]!.x, data[1]!.shape, data[1]!.gamma, data[1]!.beta);
       check(() => expectClose(a.y, data[1]!.refFwd.y, 1e-5, `forwardAsync ${at}`));
+      check(() => expectSameBits(a.y, bln.forward(data[1]!.x, data[1]!.shape, data[1]!.gamma, data[1]!.beta).y, `forwardAsync vs forward ${at}`));
     }
   }
   console.log(`arm64-smoke: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
