@@ -34,7 +34,7 @@ for site in "${sites[@]}"; do
   for schedule in random reverse; do
     if ! BLN_ADDON_PATH="$SCRATCH/build-cuda-emu/Release/bln.node" BLN_DEVICE=cuda BLN_EMU_SCHEDULE=$schedule \
         npx jest --ci --silent "${SUITE[@]}" > "$SCRATCH/jest.log" 2>&1; then
-      caught="$schedule ($(grep -m1 -oE 'Tests: +[0-9]+ failed' "$SCRATCH/jest.log" || echo 'failed'))"
+      caught="$schedule ($(grep -m1 -E '^Tests:' "$SCRATCH/jest.log" | tr -s ' ' || echo 'jest failed'))"
       break
     fi
   done
