@@ -115,7 +115,7 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
 }
 
 // Writes val(x, j) for j in [0, n) of one row. With `stream` (only requested when
-// the row is 16-byte aligned and n is a multiple of 4, see bln_cpu.cpp) every store
+// the row is 16-byte aligned and n is a multiple of 4, see plan.cpp) every store
 // of the row is non-temporal, so no cache line mixes the two kinds of store.
 #if defined(__AVX2__) || defined(__AVX512F__)
 using VStreamTail = VSse4;

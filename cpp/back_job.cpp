@@ -1,0 +1,214 @@
+// CPU path, backward: one reduction pass over dy and x (fused with the apply pass where the
+// slab fits in L2), the per-column and per-row coefficients of numerics.h's bwdColCoefs /
+// bwdRowCoefs, and dgamma/dbeta summed per thread then over threads.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "bln.h"
+#include "kernels.h"
+#include "plan.h"
+#include "threadpool.h"
+
+namespace bln {
+namespace cpu {
+namespace {
+
+// ------------------------------------------------------------------ backward
+
+struct BackJob {
+  Dims d;
+  const float *dy, *x, *gamma;
+  StatsIn st;
+  double eps, wf, wb, invSqrtC;
+  float *dx, *dgamma, *dbeta;
+  Plan p;
+  const KernelTable* k;
+  float *gc, *U, *V, *Wc, *P, *Q, *T, *rf;
+  double *rowPart, *colPart, *slotAcc;  // slotAcc: [slot][C]{dgamma, dbeta}
+  float* packs;  // fused path: per participant, packed x then packed dy
+  bool stream;   // non-temporal stores for dx
+
+  void finCol(int64_t m, int64_t c, double Sdy, double Sdyxb, double Sdyxf, int slot) const {
+    const int64_t mc = m * d.C + c;
+    const double g = static_cast<double>(gamma[c]) * invSqrtC;
+    const BwdColCoefs k = bwdColCoefs(d.B, wf, wb, invSqrtC, g, invStd(st.batchVar[mc], eps), Sdy, Sdyxb, Sdyxf);
+    U[mc] = static_cast<float>(k.U);
+    V[mc] = static_cast<float>(k.V);
+    Wc[mc] = static_cast<float>(k.W);
+    double* acc = slotAcc + static_cast<int64_t>(slot) * d.C * 2;
+    acc[c] += k.dgamma;
+    acc[d.C + c] += k.dbeta;
+  }
+  void finRow(int64_t r, double Rg, double Rgxf) const {
+    const BwdRowCoefs k = bwdRowCoefs(d.C, wf, rf[r], Rg, Rgxf);
+    P[r] = static_cast<float>(k.P);
+    Q[r] = static_cast<float>(k.Q);
+    T[r] = static_cast<float>(k.T);
+  }
+
+  void statsTile(int64_t t, int slot, float* packX, float* packDy) const {
+    int64_t m, c0, n, b0, rows;
+    p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t cb = c0 / p.cw, bb = b0 / p.bt;
+    const int64_t r0 = b0 * d.M + m;
+    double s[3][kMaxTileCols];
+    BwdStatsTile bt;
+    bt.x = x + r0 * d.C + c0;
+    bt.dy = dy + r0 * d.C + c0;
+    bt.rows = rows;
+    bt.rowStride = d.M * d.C;
+    bt.n = n;
+    bt.gc = gc + c0;
+    bt.mub = st.batchMean + m * d.C + c0;
+    bt.muf = st.featureMean + r0;
+    bt.rf = rf + r0;
+    bt.coefStride = d.M;
+    bt.colSdy = s[0];
+    bt.colSdyxb = s[1];
+    bt.colSdyxf = s[2];
+    bt.rowOut = rowPart + (r0 * p.nCb + cb) * 2;
+    bt.rowOutStride = d.M * p.nCb * 2;
+    bt.packX = packX;
+    bt.packDy = packDy;
+    k->bwdStats(bt);
+    if (p.nBb == 1) {
+      for (int64_t j = 0; j < n; ++j) finCol(m, c0 + j, s[0][j], s[1][j], s[2][j], slot);
+    } else {
+      const int64_t MC = d.M * d.C;
+      double* p1 = colPart + bb * MC * 3 + m * d.C + c0;
+      for (int q = 0; q < 3; ++q) std::memcpy(p1 + q * MC, s[q], sizeof(double) * n);
+    }
+    if (p.nCb == 1) {
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t r = (b0 + i) * d.M + m;
+        finRow(r, rowPart[r * 2], rowPart[r * 2 + 1]);
+      }
+    }
+  }
+
+  void applyTile(int64_t t, const float* packX, const float* packDy) const {
+    int64_t m, c0, n, b0, rows;
+    p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t mc = m * d.C + c0;
+    const int64_t r0 = b0 * d.M + m;
+    BwdApplyTile at;
+    at.x = packX ? packX : x + r0 * d.C + c0;
+    at.dy = packX ? packDy : dy + r0 * d.C + c0;
+    at.inStride = packX ? n : d.M * d.C;
+    at.dx = dx + r0 * d.C + c0;
+    at.rows = rows;
+    at.rowStride = d.M * d.C;
+    at.n = n;
+    at.gc = gc + c0;
+    at.U = U + mc;
+    at.V = V + mc;
+    at.Wc = Wc + mc;
+    at.mub = st.batchMean + mc;
+    at.P = P + r0;
+    at.Q = Q + r0;
+    at.T = T + r0;
+    at.muf = st.featureMean + r0;
+    at.coefStride = d.M;
+    at.stream = stream;
+    k->bwdApply(at);
+  }
+
+  void run() {
+    const Dims& D = d;
+    const int64_t MC = D.M * D.C, BM = D.B * D.M;
+    const int slots = p.slots;
+    Arena& ar = tlsArena;
+    ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), 3 * sizeof(float) * size_t(MC), 4 * sizeof(float) * size_t(BM),
+                              sizeof(double) * size_t(BM * p.nCb * 2),
+                              p.nBb > 1 ? sizeof(double) * size_t(p.nBb * MC * 3) : 0,
+                              sizeof(double) * size_t(slots) * size_t(D.C) * 2,
+                              p.fused ? 2 * sizeof(float) * size_t(slots) * size_t(D.B * D.C) : 0}) +
+             11 * 64);
+    gc = ar.take<float>(D.C);
+    U = ar.take<float>(MC);
+    V = ar.take<float>(MC);
+    Wc = ar.take<float>(MC);
+    P = ar.take<float>(BM);
+    Q = ar.take<float>(BM);
+    T = ar.take<float>(BM);
+    rf = ar.take<float>(BM);
+    rowPart = ar.take<double>(BM * p.nCb * 2);
+    colPart = p.nBb > 1 ? ar.take<double>(p.nBb * MC * 3) : nullptr;
+    slotAcc = ar.take<double>(int64_t(slots) * D.C * 2);
+    packs = p.fused ? ar.take<float>(2 * int64_t(slots) * D.B * D.C) : nullptr;
+    std::fill(slotAcc, slotAcc + int64_t(slots) * D.C * 2, 0.0);
+    for (int64_t c = 0; c < D.C; ++c) gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
+    parallelFor(BM, 1 << 14, slots, [&](int64_t b, int64_t e, int) {
+      for (int64_t r = b; r < e; ++r) rf[r] = invStd(st.featureVar[r], eps);
+    });
+
+    if (p.fused) {
+      parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int slot) {
+        float* px = packs + 2 * int64_t(slot) * D.B * D.C;
+        float* pd = px + D.B * D.C;
+        for (int64_t t = b; t < e; ++t) statsTile(t, slot, px, pd), applyTile(t, px, pd);
+      });
+    } else {
+      parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int slot) {
+        for (int64_t t = b; t < e; ++t) statsTile(t, slot, nullptr, nullptr);
+      });
+      if (p.nBb > 1) {
+        // By column (all m of a column in one chunk) so each slot's accumulators see
+        // whole columns; the chunks split the feature axis.
+        const int64_t cg = std::max<int64_t>(16, (kChunkElems / 4) / std::max<int64_t>(1, D.M));
+        parallelFor(D.C, cg, slots, [&](int64_t b, int64_t e, int slot) {
+          for (int64_t m = 0; m < D.M; ++m)
+            for (int64_t c = b; c < e; ++c) {
+              const int64_t mc = m * D.C + c;
+              double s[3] = {0, 0, 0};
+              for (int64_t bb = 0; bb < p.nBb; ++bb)
+                for (int q = 0; q < 3; ++q) s[q] += colPart[bb * MC * 3 + q * MC + mc];
+              finCol(m, c, s[0], s[1], s[2], slot);
+            }
+        });
+      }
+      if (p.nCb > 1) {
+        parallelFor(BM, 4096, slots, [&](int64_t b, int64_t e, int) {
+          for (int64_t r = b; r < e; ++r) {
+            double Rg = 0, Rgxf = 0;
+            for (int64_t cb = 0; cb < p.nCb; ++cb) Rg += rowPart[(r * p.nCb + cb) * 2], Rgxf += rowPart[(r * p.nCb + cb) * 2 + 1];
+            finRow(r, Rg, Rgxf);
+          }
+        });
+      }
+      parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int) {
+        for (int64_t t = b; t < e; ++t) applyTile(t, nullptr, nullptr);
+      });
+    }
+    for (int64_t c = 0; c < D.C; ++c) {
+      double g = 0, bsum = 0;
+      for (int s = 0; s < slots; ++s) g += slotAcc[int64_t(s) * D.C * 2 + c], bsum += slotAcc[int64_t(s) * D.C * 2 + D.C + c];
+      dgamma[c] = static_cast<float>(g);
+      dbeta[c] = static_cast<float>(bsum);
+    }
+  }
+};
+
+}  // namespace
+}  // namespace cpu
+
+void cpuBackward(const BackwardArgs& a) {
+  checkArgs(a);
+  cpu::BackJob j{};
+  j.d = a.d;
+  j.dy = a.dy, j.x = a.x, j.gamma = a.gamma;
+  j.st = a.stats;
+  j.eps = a.eps;
+  j.wf = weightFeature(a.batchSize);
+  j.wb = weightBatch(a.batchSize);
+  j.invSqrtC = 1.0 / std::sqrt(static_cast<double>(a.d.C));
+  j.dx = a.dx, j.dgamma = a.dgamma, j.dbeta = a.dbeta;
+  j.p = cpu::makePlan(a.d, 8);
+  j.stream = cpu::useStreaming(a.d, j.p, a.dx, true);
+  j.k = &activeKernels();
+  cpu::TrimOnExit trim;
+  j.run();
+}
+
+}  // namespace bln

@@ -1,0 +1,272 @@
+// CPU path, forward and inference: the statistics of each tile (fused with the normalisation
+// where the slab fits in L2), their finalisation into per-column and per-row coefficients
+// (numerics.h), and the apply pass. The hot loops are kernels_impl.h's; plan.h cuts the tiles.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "bln.h"
+#include "kernels.h"
+#include "plan.h"
+#include "threadpool.h"
+
+namespace bln {
+namespace cpu {
+namespace {
+
+// ------------------------------------------------------------------ forward/infer
+
+struct NormJob {
+  Dims d;
+  const float *x, *gamma, *beta;
+  double eps, wf, wb, invSqrtC, invB;
+  float wff;
+  float* y;
+  StatsOut out;            // forward: the four mini-batch statistics (else null)
+  const StatsIn* pop;      // infer: the population (else null)
+  InferUse use;
+  bool needCol, needRow;
+  bool training;  // forward: all statistics from the mini-batch and written out
+  bool stream;    // non-temporal stores for y
+  Plan p;
+  const KernelTable* k;
+  // scratch
+  float *gc, *gcw, *mbh, *mbl, *A, *F, *mfh, *mfl;  // gcw = gamma*wb/sqrt(C)
+  float* packs;  // fused path: one packed slab per participant
+  double *rowPart, *colPart;  // row partials [r][cb]{S1,S2}; column partials [bb][mc] S1 then S2
+
+  void finCol(int64_t m, int64_t c, double S1, double S2) const {
+    const int64_t mc = m * d.C + c;
+    double mean = 0, var = 0;
+    if (needCol) statsFromSums(x + mc, d.B, d.M * d.C, S1, S2, &mean, &var);
+    if (use.batchMean) mean = pop->batchMean[mc];
+    if (use.batchVar) var = pop->batchVar[mc];
+    if (out.batchMean) out.batchMean[mc] = static_cast<float>(mean), out.batchVar[mc] = static_cast<float>(var);
+    splitHiLo(mean, &mbh[mc], &mbl[mc]);
+    A[mc] = gcw[c] * invStd(var, eps);
+  }
+  // finCol for a run of columns in the training case (every statistic from the
+  // mini-batch, all written out): the same arithmetic without branches, so the
+  // compiler vectorises it.
+  void finColsTraining(int64_t m, int64_t c0, int64_t n, const double* __restrict S1, const double* __restrict S2) const {
+    const int64_t mc0 = m * d.C + c0;
+    const float* __restrict K = x + mc0;
+    const float* __restrict gw = gcw + c0;
+    float* __restrict om = out.batchMean + mc0;
+    float* __restrict ov = out.batchVar + mc0;
+    float* __restrict hi = mbh + mc0;
+    float* __restrict lo = mbl + mc0;
+    float* __restrict a = A + mc0;
+    for (int64_t j = 0; j < n; ++j) {
+      double mean, var;
+      meanVar(K[j], S1[j], S2[j], invB, &mean, &var);
+      const float h = static_cast<float>(mean);
+      om[j] = h;
+      ov[j] = static_cast<float>(var);
+      hi[j] = h;
+      lo[j] = static_cast<float>(mean - static_cast<double>(h));
+      a[j] = gw[j] * invStd(var, eps);
+    }
+    for (int64_t j = 0; j < n; ++j)
+      if (sumsOverflowed(S1[j], S2[j])) finCol(m, c0 + j, S1[j], S2[j]);
+  }
+  void finRow(int64_t r, double S1, double S2) const {
+    const int64_t m = r % d.M;
+    double mean = 0, var = 0;
+    if (needRow) statsFromSums(x + r * d.C, d.C, 1, S1, S2, &mean, &var);
+    if (use.featureMean) mean = pop->featureMean[m];
+    if (use.featureVar) var = pop->featureVar[m];
+    if (out.featureMean) out.featureMean[r] = static_cast<float>(mean), out.featureVar[r] = static_cast<float>(var);
+    splitHiLo(mean, &mfh[r], &mfl[r]);
+    F[r] = wff * invStd(var, eps);
+  }
+
+  // Statistics of one tile; finalises what the tile alone determines. `pack`, when
+  // given, receives a contiguous copy of the tile for applyTile.
+  void statsTile(int64_t t, float* pack) const {
+    int64_t m, c0, n, b0, rows;
+    p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t km = std::min(p.mk, d.M - m);  // consecutive m in this tile (segments of n)
+    const int64_t seg = n;
+    n *= km;
+    const int64_t cb = c0 / p.cw, bb = b0 / p.bt;
+    double cs1[kMaxTileCols], cs2[kMaxTileCols];
+    if (needCol || needRow) {
+      FwdStatsTile ft;
+      ft.x = x + (b0 * d.M + m) * d.C + c0;
+      ft.rows = rows;
+      ft.rowStride = d.M * d.C;
+      ft.n = n;
+      ft.c0 = c0;
+      ft.colShift = x + m * d.C + c0;
+      ft.colS1 = cs1;
+      ft.colS2 = cs2;
+      ft.rowOut = needRow ? rowPart + ((b0 * d.M + m) * p.nCb + cb) * 2 : nullptr;
+      ft.rowOutStride = d.M * p.nCb * 2;
+      ft.pack = pack;
+      ft.seg = km > 1 ? seg : 0;
+      k->fwdStats[needCol && needRow ? 0 : needCol ? 1 : 2](ft);
+    }
+    if (p.nBb == 1) {
+      for (int64_t s = 0; s < km; ++s) {
+        const double* s1 = cs1 + s * seg;
+        const double* s2 = cs2 + s * seg;
+        if (training)
+          finColsTraining(m + s, c0, seg, s1, s2);
+        else
+          for (int64_t j = 0; j < seg; ++j) finCol(m + s, c0 + j, needCol ? s1[j] : 0, needCol ? s2[j] : 0);
+      }
+    } else if (needCol) {
+      const int64_t MC = d.M * d.C;
+      double* p1 = colPart + bb * MC * 2 + m * d.C + c0;
+      std::memcpy(p1, cs1, sizeof(double) * n);
+      std::memcpy(p1 + MC, cs2, sizeof(double) * n);
+    }
+    if (p.nCb == 1) {
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t s = 0; s < km; ++s) {
+          const int64_t r = (b0 + i) * d.M + m + s;
+          finRow(r, needRow ? rowPart[r * 2] : 0, needRow ? rowPart[r * 2 + 1] : 0);
+        }
+    }
+  }
+
+  void applyTile(int64_t t, const float* packed) const {
+    int64_t m, c0, n, b0, rows;
+    p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t km = std::min(p.mk, d.M - m);
+    const int64_t seg = n;
+    n *= km;
+    const int64_t mc = m * d.C + c0;
+    const int64_t r0 = b0 * d.M + m;
+    FwdApplyTile at;
+    at.x = packed ? packed : x + r0 * d.C + c0;
+    at.xStride = packed ? n : d.M * d.C;
+    at.y = y + r0 * d.C + c0;
+    at.rows = rows;
+    at.rowStride = d.M * d.C;
+    at.n = n;
+    at.gc = gc + c0;
+    at.beta = beta + c0;
+    at.mbh = mbh + mc;
+    at.mbl = mbl + mc;
+    at.A = A + mc;
+    at.F = F + r0;
+    at.mfh = mfh + r0;
+    at.mfl = mfl + r0;
+    at.coefStride = d.M;
+    at.stream = stream;
+    at.seg = km > 1 ? seg : 0;
+    k->fwdApply(at);
+  }
+
+  void run() {
+    const Dims& D = d;
+    const int64_t MC = D.M * D.C, BM = D.B * D.M;
+    const bool colParts = needCol && p.nBb > 1;
+    Arena& ar = tlsArena;
+    ar.reset(Arena::bytesFor({2 * sizeof(float) * size_t(D.C), 3 * sizeof(float) * size_t(MC), 3 * sizeof(float) * size_t(BM),
+                              needRow ? sizeof(double) * size_t(BM * p.nCb * 2) : 0,
+                              colParts ? sizeof(double) * size_t(p.nBb * MC * 2) : 0,
+                              p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C * p.mk) : 0}) +
+             9 * 64);
+    gc = ar.take<float>(D.C);
+    gcw = ar.take<float>(D.C);
+    mbh = ar.take<float>(MC);
+    mbl = ar.take<float>(MC);
+    A = ar.take<float>(MC);
+    F = ar.take<float>(BM);
+    mfh = ar.take<float>(BM);
+    mfl = ar.take<float>(BM);
+    rowPart = needRow ? ar.take<double>(BM * p.nCb * 2) : nullptr;
+    colPart = colParts ? ar.take<double>(p.nBb * MC * 2) : nullptr;
+    packs = p.fused ? ar.take<float>(int64_t(p.slots) * D.B * D.C * p.mk) : nullptr;
+    for (int64_t c = 0; c < D.C; ++c) {
+      gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
+      gcw[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC * wb);
+    }
+    invB = 1.0 / static_cast<double>(D.B);
+    wff = static_cast<float>(wf);
+
+    if (p.fused) {
+      parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int slot) {
+        float* pack = packs + int64_t(slot) * D.B * D.C * p.mk;
+        // With every statistic from the population no statistics pass runs, so
+        // nothing is packed: the apply pass then reads x itself.
+        float* packed = (needCol || needRow) ? pack : nullptr;
+        for (int64_t t = b; t < e; ++t) statsTile(t, packed), applyTile(t, packed);
+      });
+      return;
+    }
+    parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) statsTile(t, nullptr);
+    });
+    const int64_t finGrain = std::max<int64_t>(1024, kChunkElems / 4);
+    if (p.nBb > 1) {
+      parallelFor(MC, finGrain, p.slots, [&](int64_t b, int64_t e, int) {
+        for (int64_t mc = b; mc < e; ++mc) {
+          double S1 = 0, S2 = 0;
+          if (needCol)
+            for (int64_t bb = 0; bb < p.nBb; ++bb) S1 += colPart[bb * MC * 2 + mc], S2 += colPart[bb * MC * 2 + MC + mc];
+          finCol(mc / D.C, mc % D.C, S1, S2);
+        }
+      });
+    }
+    if (p.nCb > 1) {
+      parallelFor(BM, finGrain, p.slots, [&](int64_t b, int64_t e, int) {
+        for (int64_t r = b; r < e; ++r) {
+          double S1 = 0, S2 = 0;
+          if (needRow)
+            for (int64_t cb = 0; cb < p.nCb; ++cb) S1 += rowPart[(r * p.nCb + cb) * 2], S2 += rowPart[(r * p.nCb + cb) * 2 + 1];
+          finRow(r, S1, S2);
+        }
+      });
+    }
+    parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) applyTile(t, nullptr);
+    });
+  }
+};
+
+}  // namespace
+
+void runNorm(NormJob& j, double batchSize) {
+  j.wf = weightFeature(batchSize);
+  j.wb = weightBatch(batchSize);
+  j.invSqrtC = 1.0 / std::sqrt(static_cast<double>(j.d.C));
+  j.needCol = !(j.use.batchMean && j.use.batchVar);
+  j.needRow = !(j.use.featureMean && j.use.featureVar);
+  j.training = j.out.batchMean != nullptr && !j.use.batchMean && !j.use.batchVar;
+  j.p = makePlan(j.d, 4);
+  j.stream = useStreaming(j.d, j.p, j.y, false);
+  widenTiles(j.p, 4);
+  j.k = &activeKernels();
+  TrimOnExit trim;
+  j.run();
+}
+
+}  // namespace cpu
+
+void cpuForward(const ForwardArgs& a) {
+  checkArgs(a);
+  cpu::NormJob j{};
+  j.d = a.d;
+  j.x = a.x, j.gamma = a.gamma, j.beta = a.beta, j.y = a.y;
+  j.eps = a.eps;
+  j.out = a.stats;
+  j.pop = nullptr;
+  cpu::runNorm(j, a.batchSize);
+}
+
+void cpuInfer(const InferArgs& a) {
+  checkArgs(a);
+  cpu::NormJob j{};
+  j.d = a.d;
+  j.x = a.x, j.gamma = a.gamma, j.beta = a.beta, j.y = a.y;
+  j.eps = a.eps;
+  j.pop = &a.population;
+  j.use = a.use;
+  cpu::runNorm(j, a.batchSize);
+}
+
+}  // namespace bln

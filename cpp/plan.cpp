@@ -1,0 +1,89 @@
+// CPU path: the plan of a call (tiles, row blocks, threads), the per-thread arena and the
+// choice of non-temporal stores (plan.h).
+#include "plan.h"
+
+#include <cstdlib>
+#include <limits>
+
+#include "threadpool.h"
+
+namespace bln {
+namespace cpu {
+
+thread_local Arena tlsArena;
+
+Plan makePlan(const Dims& d, int64_t bytesPerElem) {
+  Plan p;
+  p.B = d.B, p.M = d.M, p.C = d.C;
+  const int64_t numel = d.numel();
+  p.slots = numel < kSerialElems ? 1 : activeThreads();
+  // One tile per slab where the slab fits in L2: statistics and normalisation then
+  // run back to back on it (the statistics pass packs it contiguously for the second).
+  p.fused = d.C <= kMaxTileCols && d.B * d.C * bytesPerElem <= kFuseBytes;
+  if (p.fused) {
+    p.cw = d.C, p.nCb = 1, p.bt = d.B, p.nBb = 1;
+  } else {
+    const int64_t blocks = (d.C + kTileCols - 1) / kTileCols;
+    p.cw = std::min<int64_t>(kTileCols, (((d.C + blocks - 1) / blocks) + 15) / 16 * 16);
+    p.cw = std::min(p.cw, d.C);
+    p.nCb = (d.C + p.cw - 1) / p.cw;
+    p.nBb = 1;
+    if (p.slots > 1 && d.M * p.nCb < 4 * p.slots && d.B >= 2 * kColFlushRows) {
+      const int64_t want = (4 * p.slots + d.M * p.nCb - 1) / (d.M * p.nCb);
+      p.nBb = std::min<int64_t>(want, d.B / kColFlushRows);
+    }
+    p.bt = (d.B + p.nBb - 1) / p.nBb;
+    p.nBb = (d.B + p.bt - 1) / p.bt;
+  }
+  p.tiles = d.M * p.nCb * p.nBb;
+  const int64_t tileElems = std::max<int64_t>(1, p.bt * p.cw);
+  p.tileGrain = std::max<int64_t>(1, kChunkElems / tileElems);
+  // Keep at least a few chunks per thread where there is work for them.
+  if (p.slots > 1) p.tileGrain = std::min(p.tileGrain, std::max<int64_t>(1, p.tiles / (4 * p.slots)));
+  return p;
+}
+
+// At small C a slab's rows are short runs (C floats) M*C floats apart: [64,32,32,64] reads
+// and writes 64 runs of 256 B, 256 KiB apart, per slab, which the hardware prefetchers do
+// not follow. Fused tiles then take k consecutive m, so each row of a tile is k*C contiguous
+// floats (the kernels keep row statistics per C-wide segment), while the tile still fits the
+// fused budget and there are tiles enough for the threads.
+constexpr int64_t kWideRunFloats = 1024;  // aim: rows of 4 KiB
+void widenTiles(Plan& p, int64_t bytesPerElem) {
+  if (!p.fused || p.nCb != 1 || p.nBb != 1 || p.C >= kWideRunFloats / 4) return;
+  int64_t k = std::min<int64_t>(kWideRunFloats / p.C, kMaxTileCols / p.C);
+  k = std::min<int64_t>(k, kFuseBytes / (p.B * p.C * bytesPerElem));
+  k = std::min<int64_t>(k, std::max<int64_t>(1, p.M / (4 * p.slots)));
+  if (k <= 1) return;
+  p.mk = k;
+  p.tiles = (p.M + k - 1) / k;
+  p.tileGrain = std::max<int64_t>(1, kChunkElems / (p.B * p.C * k));
+  if (p.slots > 1) p.tileGrain = std::min(p.tileGrain, std::max<int64_t>(1, p.tiles / (4 * p.slots)));
+}
+
+// Large outputs with long rows are written with non-temporal stores (they would only
+// evict the inputs from cache, and the stores skip the read-for-ownership), where
+// every row starts 16-byte aligned so a row's stores are all of one kind. Measured on
+// the 2-core EPYC (bench/results): forward [1024,16384] 16.7 -> 14.4 ms; but short rows
+// ([64,32,32,64]: 4.5 -> 7.7 ms), outputs that fit in L3 ([256,4096]) and backward
+// ([1024,16384] 22.9 -> 25.5 ms) got slower, so those keep plain stores.
+// BLN_STREAM_BYTES sets the size threshold for both (tests set 0 to exercise the path).
+constexpr int64_t kStreamMinRow = 256;
+int64_t streamBytes(bool backward) {
+  static const int64_t env = [] {
+    const char* s = std::getenv("BLN_STREAM_BYTES");
+    char* end = nullptr;
+    const long long b = s ? std::strtoll(s, &end, 10) : -1;
+    return (s && end != s && b >= 0) ? static_cast<int64_t>(b) : int64_t(-1);
+  }();
+  if (env >= 0) return env;
+  return backward ? std::numeric_limits<int64_t>::max() : int64_t(32) << 20;
+}
+bool useStreaming(const Dims& d, const Plan& p, const float* out, bool backward) {
+  const bool forced = streamBytes(backward) == 0;
+  return d.numel() * int64_t(sizeof(float)) >= streamBytes(backward) && (forced || p.cw >= kStreamMinRow) &&
+         d.C % 4 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+}
+
+}  // namespace cpu
+}  // namespace bln

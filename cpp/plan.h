@@ -1,0 +1,102 @@
+// CPU path: how a call is cut into tiles and threads (Plan), the per-thread scratch arena, and
+// the choice of non-temporal stores. Shared by the forward/inference job (norm_job.cpp) and the
+// backward job (back_job.cpp); internal to the core.
+//
+// Every [B, C] slab (one m) holds both the batch statistics of its columns and the feature
+// statistics of its rows, so the work splits cleanly by m. A slab is cut into column blocks of
+// at most kTileCols features (and, where too few tiles would exist to feed the threads, into row
+// blocks). When a whole slab is one tile and fits in L2, the statistics and the normalisation run
+// back to back on it, so x is read from memory once (8 B/element). Otherwise a statistics pass
+// and an apply pass run over the tensor (12 B/element).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <new>
+
+#include "bln.h"
+#include "kernels.h"
+
+namespace bln {
+namespace cpu {
+
+constexpr int64_t kFuseBytes = 256 * 1024;    // slab size that stays in L2 between passes
+constexpr int64_t kSerialElems = 1 << 15;      // below this, one thread
+constexpr int64_t kChunkElems = 1 << 14;       // work per parallel chunk, at least
+
+// Per-thread scratch, reused across calls (no heap traffic per call once warm).
+class Arena {
+ public:
+  void reset(size_t bytes) {
+    if (bytes > cap_) {
+      buf_.reset();  // free first: the old block is never needed again
+      cap_ = std::max(bytes, cap_ + cap_ / 2);
+      buf_.reset(static_cast<char*>(::operator new(cap_, std::align_val_t(64))));
+    }
+    used_ = 0;
+  }
+  template <class T>
+  T* take(int64_t n) {
+    size_t off = (used_ + 63) & ~size_t(63);
+    used_ = off + sizeof(T) * static_cast<size_t>(n);
+    return reinterpret_cast<T*>(buf_.get() + off);
+  }
+  static size_t bytesFor(std::initializer_list<size_t> sizes) {
+    size_t s = 0;
+    for (size_t x : sizes) s += ((x + 63) & ~size_t(63));
+    return s;
+  }
+  // Big arenas are returned to the allocator after the call.
+  void trim() {
+    if (cap_ > (size_t(64) << 20)) buf_.reset(), cap_ = 0;
+  }
+
+ private:
+  struct Free {
+    void operator()(char* p) const { ::operator delete(p, std::align_val_t(64)); }
+  };
+  std::unique_ptr<char, Free> buf_;
+  size_t cap_ = 0, used_ = 0;
+};
+
+// Each thread's arena (plan.cpp).
+extern thread_local Arena tlsArena;
+
+struct TrimOnExit {
+  ~TrimOnExit() { tlsArena.trim(); }
+};
+
+struct Plan {
+  int64_t B, M, C;
+  int64_t cw, nCb;  // column blocks
+  int64_t bt, nBb;  // row blocks
+  int64_t tiles;
+  bool fused;
+  int slots;
+  int64_t tileGrain;  // tiles per parallel chunk
+  int64_t mk = 1;     // consecutive m per tile (forward/infer fused path at small C; see widenTiles)
+
+  void tileAt(int64_t t, int64_t* m, int64_t* c0, int64_t* n, int64_t* b0, int64_t* rows) const {
+    const int64_t cb = t % nCb;
+    const int64_t bb = (t / nCb) % nBb;
+    *m = t / (nCb * nBb) * mk;
+    *c0 = cb * cw;
+    *n = std::min(cw, C - *c0);
+    *b0 = bb * bt;
+    *rows = std::min(bt, B - *b0);
+  }
+};
+
+Plan makePlan(const Dims& d, int64_t bytesPerElem);
+
+// At small C, fused tiles of k consecutive m (plan.cpp).
+void widenTiles(Plan& p, int64_t bytesPerElem);
+
+// Non-temporal stores for this output (plan.cpp).
+bool useStreaming(const Dims& d, const Plan& p, const float* out, bool backward);
+
+}  // namespace cpu
+}  // namespace bln
