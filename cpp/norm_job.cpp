@@ -230,7 +230,16 @@ struct NormJob {
 
 }  // namespace
 
-void runNorm(NormJob& j, double batchSize) {
+// Forward (out: the four statistics to write) and inference (pop and use) share one job.
+void runNorm(const Dims& d, const float* x, const float* gamma, const float* beta, float* y, double eps, double batchSize,
+             const StatsOut& out, const StatsIn* pop, const InferUse& use) {
+  NormJob j{};
+  j.d = d;
+  j.x = x, j.gamma = gamma, j.beta = beta, j.y = y;
+  j.eps = eps;
+  j.out = out;
+  j.pop = pop;
+  j.use = use;
   j.wf = weightFeature(batchSize);
   j.wb = weightBatch(batchSize);
   j.invSqrtC = 1.0 / std::sqrt(static_cast<double>(j.d.C));
@@ -249,24 +258,12 @@ void runNorm(NormJob& j, double batchSize) {
 
 void cpuForward(const ForwardArgs& a) {
   checkArgs(a);
-  cpu::NormJob j{};
-  j.d = a.d;
-  j.x = a.x, j.gamma = a.gamma, j.beta = a.beta, j.y = a.y;
-  j.eps = a.eps;
-  j.out = a.stats;
-  j.pop = nullptr;
-  cpu::runNorm(j, a.batchSize);
+  cpu::runNorm(a.d, a.x, a.gamma, a.beta, a.y, a.eps, a.batchSize, a.stats, nullptr, InferUse{});
 }
 
 void cpuInfer(const InferArgs& a) {
   checkArgs(a);
-  cpu::NormJob j{};
-  j.d = a.d;
-  j.x = a.x, j.gamma = a.gamma, j.beta = a.beta, j.y = a.y;
-  j.eps = a.eps;
-  j.pop = &a.population;
-  j.use = a.use;
-  cpu::runNorm(j, a.batchSize);
+  cpu::runNorm(a.d, a.x, a.gamma, a.beta, a.y, a.eps, a.batchSize, StatsOut{}, &a.population, a.use);
 }
 
 }  // namespace bln
