@@ -190,24 +190,26 @@ struct Failure {
   }
 };
 
+// (The message is copied inside each catch block: the exception object, and the string
+// what() points into, are destroyed when the block ends.)
 template <class Op>
 bool runCaught(const Op& op, Failure& f) {
-  const char* msg = nullptr;
   f.argument = false;
+  f.msg[0] = 0;
   try {
     op.run();
-    f.msg[0] = 0;
     return true;
   } catch (const std::bad_alloc&) {
-    msg = kOutOfMemory;
+    std::snprintf(f.msg, kErrLen, "%s", kOutOfMemory);
   } catch (const bln::ArgumentError& e) {
-    msg = e.what(), f.argument = true;
+    std::snprintf(f.msg, kErrLen, "%s", e.what());
+    f.argument = true;
   } catch (const std::exception& e) {
-    msg = e.what();
+    std::snprintf(f.msg, kErrLen, "%s", e.what());
   } catch (...) {
-    msg = "unknown native error";
+    std::snprintf(f.msg, kErrLen, "%s", "unknown native error");
   }
-  std::snprintf(f.msg, kErrLen, "%s", msg);
+  if (!f.msg[0]) std::snprintf(f.msg, kErrLen, "%s", "native error without a message");
   return false;
 }
 

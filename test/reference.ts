@@ -310,6 +310,43 @@ export function expectClose(got: Num, ref: Num, tol: number, context: string): v
   }
 }
 
+/**
+ * The four statistics. Variances: relErr as expectClose. Means: the error against the means'
+ * magnitude (the mean of |x| over the same values), because a mean near 0 — at M*C = 1 one mean
+ * of 31 draws — makes ||got - ref|| / ||ref|| measure the draw, not the code (seen: 4.1e-5 at
+ * [31, 1], 1e-7 of the data's scale).
+ */
+export function expectStatsClose(got: StatsLike, ref: StatsLike, x: Num, shape: readonly number[], tol: number, context: string): void {
+  const { B, M, C } = dims(shape);
+  const bMag = new Float64Array(M * C);
+  const fMag = new Float64Array(B * M);
+  for (let b = 0; b < B; b++)
+    for (let m = 0; m < M; m++)
+      for (let c = 0; c < C; c++) {
+        const a = Math.abs(x[(b * M + m) * C + c]!);
+        bMag[m * C + c] += a / B;
+        fMag[b * M + m] += a / C;
+      }
+  const meanErr = (g: Num, r: Num, mag: Float64Array, key: string) => {
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < r.length; i++) (num += (g[i]! - r[i]!) ** 2), (den += mag[i]! ** 2);
+    const e = den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+    if (!(e <= tol) || g.length !== r.length) throw new Error(`${key}: error ${e} of the mean |x| > ${tol} (${context})`);
+  };
+  meanErr(got.batchMean, ref.batchMean, bMag, 'batchMean');
+  meanErr(got.featureMean, ref.featureMean, fMag, 'featureMean');
+  expectClose(got.batchVar, ref.batchVar, tol, `batchVar ${context}`);
+  expectClose(got.featureVar, ref.featureVar, tol, `featureVar ${context}`);
+}
+
+interface StatsLike {
+  batchMean: Num;
+  batchVar: Num;
+  featureMean: Num;
+  featureVar: Num;
+}
+
 function firstNonFinite(a: Num): number {
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i;
   return -1;
