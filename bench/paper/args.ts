@@ -1,5 +1,6 @@
 // The demo's command line and its two plans: the default run (sized for at most 6 minutes on a
 // 2-core machine on the wasm backend) and --full.
+import * as os from 'os';
 import * as path from 'path';
 
 import { NORMS, type Norm } from './model';
@@ -23,6 +24,10 @@ export interface Args {
   progress: boolean;
   figure: boolean;
   full: boolean;
+  /** Worker threads training runs in parallel (the wasm backend is single-threaded). */
+  jobs: number;
+  /** Re-render report.md and figure.svg from this results.json instead of training. */
+  reportFrom: string | null;
 }
 
 /** The whole split of the 10,000 digits. */
@@ -51,9 +56,11 @@ export const USAGE = `Usage: npm run demo -- [options]
   --norms bln,bn,ln normalizations (default all three)
   --out DIR         report directory (default bench/results/paper)
   --seed N          the data split, and the first training seed (default 1)
+  --jobs N          runs trained in parallel, one worker thread each (default: 2, or 1 on one core)
   --backend NAME    tfjs backend: wasm (default), cpu, or tensorflow (needs @tensorflow/tfjs-node)
   --no-progress     no progress bars
   --no-figure       skip the SVG figure
+  --report FILE     no training: re-render report.md and figure.svg from a results.json (into --out)
 `;
 
 export function parseArgs(argv: string[]): Args {
@@ -68,6 +75,8 @@ export function parseArgs(argv: string[]): Args {
     progress: true,
     figure: true,
     full: false,
+    jobs: Math.max(1, Math.min(2, os.cpus().length)),
+    reportFrom: null,
   };
   const int = (name: string, v: string | undefined): number => {
     const n = Number(v);
@@ -125,6 +134,12 @@ export function parseArgs(argv: string[]): Args {
         break;
       case '--no-progress':
         a.progress = false;
+        break;
+      case '--jobs':
+        a.jobs = int('jobs', value());
+        break;
+      case '--report':
+        a.reportFrom = String(value());
         break;
       case '--no-figure':
         a.figure = false;

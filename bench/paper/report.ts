@@ -184,12 +184,52 @@ export function authorsTable(runs: RunResult[]): string {
   return lines.join('\n');
 }
 
+/** The four questions of the comparison, answered from the numbers (no judgement beyond the thresholds stated). */
+export function findings(runs: RunResult[]): string[] {
+  const gs = groups(runs);
+  const get = (n: Norm, b: number) => gs.find((g) => g.norm === n && g.batchSize === b);
+  const acc = (g: Group | undefined, f: (r: RunResult) => number | undefined = (r) => r.testAtBest.acc) => (g ? stat(g.runs.map(f).filter((x): x is number => x !== undefined)) : null);
+  const pp = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)} points`;
+  const out: string[] = [];
+  const bn1 = acc(get('bn', 1));
+  if (bn1) out.push(`BatchNorm at batch 1: ${pctStat(bn1)} test accuracy (chance is 10%): ${bn1.mean < 0.2 ? `collapsed, as in the paper (${pct(AUTHORS[1]!.bn)})` : `did not collapse (the paper: ${pct(AUTHORS[1]!.bn)})`}.`);
+  const bln1 = acc(get('bln', 1));
+  const bln1g = acc(get('bln', 1), (r) => r.testBest?.acc);
+  const ln1 = acc(get('ln', 1));
+  if (bln1 && ln1)
+    out.push(
+      `Batch 1, BLN vs LayerNorm: ${pctStat(bln1)} (default inference; ${bln1g ? pctStat(bln1g) : '–'} with the configuration chosen on validation) vs ${pctStat(ln1)}: ` +
+        `${pp(bln1.mean - ln1.mean)} (${bln1g ? pp(bln1g.mean - ln1.mean) : '–'}); the paper: ${pp(AUTHORS[1]!.bln - AUTHORS[1]!.ln)} (${pct(AUTHORS[1]!.bln)} vs ${pct(AUTHORS[1]!.ln)}).`,
+    );
+  const b = 25;
+  const trio = (['bln', 'bn', 'ln'] as Norm[]).map((n) => get(n, b)).filter((g): g is Group => !!g);
+  if (trio.length === 3) {
+    const n = Math.min(...trio.flatMap((g) => g.runs.map((r) => r.epochs.length)));
+    const mean = (g: Group, e: number) => stat(g.runs.map((r) => r.epochs[e]!.trainLoss)).mean;
+    const lowest = Array.from({ length: n }, (_, e) => trio.reduce((a, g) => (mean(g, e) < mean(a, e) ? g : a)));
+    const counts = trio.map((g) => `${NORM_NAMES[g.norm]} ${lowest.filter((x) => x === g).length}`).join(', ');
+    out.push(`Batch ${b}, training loss per epoch (mean over seeds): lowest in ${n} epochs: ${counts}.`);
+    out.push(`Batch ${b}, epoch of the lowest validation loss per seed: ${trio.map((g) => `${NORM_NAMES[g.norm]} ${g.runs.map((r) => r.bestEpoch).join(', ')}`).join('; ')}.`);
+    const a = trio.map((g) => ({ g, s: acc(g)! }));
+    const sds = a.map((x) => x.s.sd).filter((v) => Number.isFinite(v));
+    const spread = sds.length ? Math.max(...sds) : NaN;
+    const pairs: string[] = [];
+    for (let i = 0; i < a.length; i++)
+      for (let j = i + 1; j < a.length; j++) pairs.push(`${NORM_NAMES[a[i]!.g.norm]} − ${NORM_NAMES[a[j]!.g.norm]} ${pp(a[i]!.s.mean - a[j]!.s.mean)}`);
+    out.push(
+      `Batch ${b}, test accuracy of the best checkpoints: ${a.map((x) => `${NORM_NAMES[x.g.norm]} ${pctStat(x.s)}`).join(', ')}; differences of the means: ${pairs.join(', ')}; ` +
+        (Number.isFinite(spread) ? `largest seed-to-seed sd ${(100 * spread).toFixed(2)} points.` : 'one seed: no spread measured.'),
+    );
+  }
+  return out;
+}
+
 export function markdown(inp: ReportInput, figureFile: string | null): string {
   const out: string[] = [];
   const batches = [...new Set(inp.runs.map((r) => r.batchSize))];
   out.push("# Batch Layer Normalization vs BatchNorm vs LayerNorm: the paper's CNN on MNIST", '');
   out.push('Produced by `npm run demo` (bench/paper/main.ts); tfjs layers, BLN through `batch-layer-norm/tfjs`.', '');
-  out.push(`Command: \`${inp.command}\`  `, `Environment: ${inp.environment}  `, `Date: ${new Date().toISOString()}  `, `Wall time: ${inp.wallSeconds.toFixed(0)} s`, '');
+  out.push(`Command: \`${inp.command}\`  `, `Environment: ${inp.environment}  `, `Wall time: ${inp.wallSeconds.toFixed(0)} s`, '');
   out.push('## Settings', '', '| setting | value |', '|---|---|');
   for (const [k, v] of Object.entries(inp.settings)) out.push(`| ${k} | ${v} |`);
   out.push('', '## Against the authors\' table', '');
@@ -200,6 +240,8 @@ export function markdown(inp: ReportInput, figureFile: string | null): string {
     '',
   );
   out.push(authorsTable(inp.runs), '');
+  for (const f of findings(inp.runs)) out.push(`- ${f}`);
+  out.push('');
   out.push('## Summary over seeds', '', seedTable(inp.runs), '');
   for (const b of batches) {
     out.push(`### Batch ${b}: training loss per epoch (mean ± sd over seeds)`, '', lossPerEpochTable(inp.runs, b, 'trainLoss'), '');

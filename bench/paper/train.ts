@@ -3,7 +3,6 @@
 // last epoch's and on that checkpoint's weights, and, for BLN, the 16 inference configurations
 // ranked on the validation set (the authors' grid search, ranked on validation instead of test).
 import * as tf from '@tensorflow/tfjs';
-import * as cliProgress from 'cli-progress';
 
 import { allInferenceConfigs, resetPopulation, setInferenceConfig, type InferUse } from '../../lib/tfjs';
 import { batchTensors, permutation, type Dataset, type Split } from './data';
@@ -18,59 +17,18 @@ export interface RunSpec {
   seed: number;
 }
 
-/** Progress bars on stderr: one for the run, one for the epoch. Where stderr is no terminal, none. */
-export class Bars {
-  private multi: cliProgress.MultiBar | null = null;
-  private run: cliProgress.SingleBar | null = null;
-  private epoch: cliProgress.SingleBar | null = null;
-  private lastYield = 0;
+/** Where a run reports its progress (bars in the main thread; messages from a worker). */
+export interface RunProgress {
+  /** A new epoch of `total` rows (training + validation). */
+  epoch(label: string, total: number): void;
+  /** `n` more rows done (of the run's total: see runTotal). */
+  tick(n: number, phase: string, info: string): Promise<void> | void;
+  log(line: string): void;
+}
 
-  constructor(enabled: boolean) {
-    if (enabled && process.stderr.isTTY)
-      this.multi = new cliProgress.MultiBar(
-        { format: '{title} |{bar}| {percentage}% | {phase} | {info} | ETA {eta_formatted}', hideCursor: true, clearOnComplete: true, etaBuffer: 200, barsize: 24, stream: process.stderr },
-        cliProgress.Presets.shades_classic,
-      );
-  }
-
-  get active(): boolean {
-    return this.multi !== null;
-  }
-
-  startRun(title: string, total: number): void {
-    this.run = this.multi?.create(total, 0, { title: title.padEnd(28), phase: 'run', info: '' }) ?? null;
-  }
-
-  startEpoch(title: string, total: number): void {
-    if (this.epoch) this.multi?.remove(this.epoch);
-    this.epoch = this.multi?.create(total, 0, { title: title.padEnd(28), phase: 'steps', info: '' }) ?? null;
-  }
-
-  /** Advances both bars; yields to the event loop now and then so that they redraw. */
-  async tick(n: number, phase: string, info: string): Promise<void> {
-    if (!this.multi) return;
-    this.run?.increment(n, { phase, info });
-    this.epoch?.increment(n, { phase, info });
-    const now = performance.now();
-    if (now - this.lastYield > 100) {
-      this.lastYield = now;
-      await new Promise((r) => setImmediate(r));
-    }
-  }
-
-  log(line: string): void {
-    if (this.multi) this.multi.log(line + '\n');
-    else console.log(line);
-  }
-
-  endRun(): void {
-    for (const b of [this.epoch, this.run]) if (b) this.multi?.remove(b);
-    this.epoch = this.run = null;
-  }
-
-  stop(): void {
-    this.multi?.stop();
-  }
+/** Rows a run processes, for its progress bar: training and validation per epoch, the test set twice, BLN's grid. */
+export function runTotal(spec: RunSpec, val: number, test: number): number {
+  return spec.epochs * (spec.train + val) + 2 * test + (spec.norm === 'bln' ? 16 * val : 0);
 }
 
 /** Rows evaluated per model.evaluate call: a multiple of the evaluation batch (a batch never spans two calls). */
@@ -83,7 +41,7 @@ function chunkRows(batchSize: number): number {
  * is fed in chunks built from its Float32Array: model.evaluate slices each batch out of the tensor
  * it is given, and a wasm slice copies that whole tensor first.
  */
-export async function evaluateSplit(model: tf.LayersModel, split: Split, batchSize: number, onChunk?: (rows: number) => Promise<void>): Promise<{ loss: number; acc: number }> {
+export async function evaluateSplit(model: tf.LayersModel, split: Split, batchSize: number, onChunk?: (rows: number) => Promise<void> | void): Promise<{ loss: number; acc: number }> {
   const rows = chunkRows(batchSize);
   let loss = 0;
   let acc = 0;
@@ -116,21 +74,19 @@ function restore(model: tf.LayersModel, values: Float32Array[]): void {
   tf.dispose(ts);
 }
 
-export async function runOne(spec: RunSpec, data: Dataset, bars: Bars): Promise<RunResult> {
+export async function runOne(spec: RunSpec, data: Dataset, bars: RunProgress): Promise<RunResult> {
   const { norm, batchSize, epochs: nEpochs, seed } = spec;
   const train: Split = { x: data.train.x.subarray(0, spec.train * 784), labels: data.train.labels.subarray(0, spec.train), n: spec.train };
   const title = `${NORM_NAMES[norm]} b${batchSize} s${seed}`;
   const model = buildCnn(norm, batchSize, seed * 100);
   const steps = Math.ceil(train.n / batchSize);
   const eb = evalBatch(norm, batchSize);
-  const gridRows = norm === 'bln' ? 16 * data.val.n : 0;
-  bars.startRun(title, nEpochs * (train.n + data.val.n) + 2 * data.test.n + gridRows);
   const epochs: EpochRow[] = [];
   let trainSeconds = 0;
   let evalSeconds = 0;
   let best: { epoch: number; valLoss: number; weights: Float32Array[] } | null = null;
   for (let e = 0; e < nEpochs; e++) {
-    bars.startEpoch(`  epoch ${e + 1}/${nEpochs}`, train.n + data.val.n);
+    bars.epoch(`epoch ${e + 1}/${nEpochs}`, train.n + data.val.n);
     const t0 = performance.now();
     // A fixed shuffle per seed and epoch; the population statistics restart each epoch (the authors' callback).
     const order = permutation(train.n, seed * 1000 + e);
@@ -184,7 +140,6 @@ export async function runOne(spec: RunSpec, data: Dataset, bars: Bars): Promise<
   }
   evalSeconds += (performance.now() - t3) / 1000;
   result.evalSeconds = evalSeconds;
-  bars.endRun();
   model.optimizer.dispose();
   model.dispose();
   return result;
