@@ -3,7 +3,15 @@
 // (mean over seeds), and BLN's 16 inference configurations' validation accuracy.
 import { renderVegaLite } from '../lib/vega';
 import { NORM_NAMES } from './model';
-import { groups, stat, useLabel, type RunResult } from './report';
+import type { InferUse } from '../../lib/index';
+import { groups, stat, type RunResult } from './report';
+
+/** A short bar label: the statistics taken from the population (BM/BV batch mean/variance, FM/FV feature mean/variance). */
+function shortLabel(u: InferUse): string {
+  const names: [keyof InferUse, string][] = [['batchMean', 'BM'], ['batchVar', 'BV'], ['featureMean', 'FM'], ['featureVar', 'FV']];
+  const on = names.filter(([k]) => u[k]).map(([, v]) => v);
+  return on.length ? `pop ${on.join('+')}` : 'none (mini-batch)';
+}
 
 export function figureSpec(runs: RunResult[]): Record<string, unknown> {
   const loss: Record<string, string | number>[] = [];
@@ -18,7 +26,7 @@ export function figureSpec(runs: RunResult[]): Record<string, unknown> {
   const grid: Record<string, string | number>[] = [];
   for (const g of groups(runs).filter((x) => x.norm === 'bln' && x.runs.every((r) => r.grid))) {
     const byLabel = new Map<string, number[]>();
-    for (const r of g.runs) for (const row of r.grid!) byLabel.set(useLabel(row.use), [...(byLabel.get(useLabel(row.use)) ?? []), row.acc]);
+    for (const r of g.runs) for (const row of r.grid!) byLabel.set(shortLabel(row.use), [...(byLabel.get(shortLabel(row.use)) ?? []), row.acc]);
     for (const [config, accs] of byLabel) grid.push({ batch: `batch ${g.batchSize}`, config, acc: stat(accs).mean });
   }
   const batches = [...new Set(runs.map((r) => `batch ${r.batchSize}`))];
@@ -47,16 +55,18 @@ export function figureSpec(runs: RunResult[]): Record<string, unknown> {
   };
   const gridPanel = {
     data: { values: grid },
-    facet: { column: { field: 'batch', type: 'nominal', sort: batches, title: "BLN: validation accuracy of the 16 inference configurations (pop = population statistic)" } },
+    facet: { column: { field: 'batch', type: 'nominal', sort: batches, title: 'BLN: the 16 inference configurations (pop = from the population; BM/BV batch mean/variance, FM/FV feature mean/variance)' } },
     spec: {
       width: 320,
       height: 260,
-      mark: { type: 'bar', color: '#4c78a8' },
       encoding: {
-        y: { field: 'config', type: 'nominal', sort: '-x', title: null, axis: { labelLimit: 260 } },
-        x: { field: 'acc', type: 'quantitative', title: 'validation accuracy', scale: { zero: true, domain: [0, 1] }, axis: { format: '%' } },
-        tooltip: [{ field: 'acc', format: '.2%' }],
+        y: { field: 'config', type: 'nominal', sort: { field: 'acc', op: 'mean', order: 'descending' }, title: null },
+        x: { field: 'acc', type: 'quantitative', title: 'validation accuracy (mean over seeds)', scale: { domain: [0, 1] }, axis: { format: '%' } },
       },
+      layer: [
+        { mark: { type: 'bar', color: '#4c78a8' } },
+        { mark: { type: 'text', align: 'left', dx: 3, fontSize: 9 }, encoding: { text: { field: 'acc', type: 'quantitative', format: '.2%' } } },
+      ],
     },
     resolve: { scale: { y: 'independent' } },
   };
