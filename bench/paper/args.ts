@@ -54,7 +54,7 @@ export const USAGE = `Usage: npm run demo -- [options]
   --test N          test digits (default and at most ${SPLIT.test})
   --batch 25,1      training batch sizes (default 25,1; others take the batch-25 plan)
   --norms bln,bn,ln normalizations (default all three)
-  --out DIR         report directory (default bench/results/paper)
+  --out DIR         report directory (default bench/results/paper/default, or .../full with --full)
   --seed N          the data split, and the first training seed (default 1)
   --jobs N          runs trained in parallel, one worker thread each (default: 2, or 1 on one core)
   --backend NAME    tfjs backend: wasm (default), cpu, or tensorflow (needs @tensorflow/tfjs-node)
@@ -69,7 +69,7 @@ export function parseArgs(argv: string[]): Args {
     val: SPLIT.val,
     test: SPLIT.test,
     norms: [...NORMS],
-    out: path.join('bench', 'results', 'paper'),
+    out: '',
     seed: 1,
     backend: 'wasm',
     progress: true,
@@ -149,6 +149,7 @@ export function parseArgs(argv: string[]): Args {
     }
   }
   const base = a.full ? FULL_PLANS : DEFAULT_PLANS;
+  if (!a.out) a.out = path.join('bench', 'results', 'paper', a.full ? 'full' : 'default');
   a.plans = batches.map((batchSize) => ({ ...(base.find((p) => p.batchSize === batchSize) ?? base[0]!), batchSize, ...over }));
   return a;
 }
