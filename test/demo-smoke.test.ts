@@ -57,7 +57,7 @@ test('demo: one epoch on 100 digits writes results.json, report.md and figure.sv
     expect(md).toMatch(/## Against the authors' table/);
     const svg = fs.readFileSync(path.join(out, 'figure.svg'), 'utf8');
     expect(svg).toMatch(/^<svg[^>]*>/);
-    expect(svg).toMatch(/featureMean/); // the inference-configuration bars are drawn
+    expect(svg).toMatch(/pop BM\+BV\+FM\+FV/); // the inference-configuration bars are drawn
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
