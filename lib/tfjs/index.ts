@@ -31,3 +31,4 @@ export {
   type SearchInferenceConfigOptions,
 } from './inference';
 export { PopulationStats, type InferUse, type Population, type Stats } from '../index';
+export { CONV2D_BACKPROP_FILTER, registerWasmConvGradients, type RegisterWasmConvGradientsOptions } from './wasm-conv';
