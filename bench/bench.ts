@@ -18,12 +18,13 @@ import '@tensorflow/tfjs-backend-wasm';
 
 import * as bln from '../lib';
 import { batchLayerNorm } from '../lib/tfjs';
+import { ALL_POP, blnComposite, blnCompositeGrads } from '../test/tfjs-composite';
 import { describe, machineInfo } from './lib/machine';
 import { Progress } from './lib/progress';
 import { writeReport, type BenchResult, type GridRow, type OverheadRow, type PeerRow, type SweepRow } from './lib/report';
 import { alternate, type Budget, type Candidate } from './lib/timing';
 import { plainBackward, plainForward, plainInfer, type PlainStats } from './peers/plain';
-import { ALL_POP, blnComposite, blnCompositeGrads, take, tfjsBatchNorm, useBackend } from './peers/tfjs';
+import { take, tfjsBatchNorm, useBackend } from './peers/tfjs';
 import { measureOverhead } from './overhead';
 
 // ------------------------------------------------------------------ configuration
