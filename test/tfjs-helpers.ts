@@ -2,18 +2,7 @@
 // written with plain tfjs ops, is in tfjs-composite.ts).
 import * as tf from '@tensorflow/tfjs';
 
-import type { InferUse } from '../lib/index';
-
-export function allUses(): InferUse[] {
-  return Array.from({ length: 16 }, (_, i) => ({
-    batchMean: (i & 1) !== 0,
-    batchVar: (i & 2) !== 0,
-    featureMean: (i & 4) !== 0,
-    featureVar: (i & 8) !== 0,
-  }));
-}
-
-/** ||got - ref|| / ||ref||, in float64 on the host. */
+/** ||got - ref|| / ||ref||, in float64 on the host (bench/bench.ts uses it too). */
 export function relErr(got: tf.Tensor | ArrayLike<number>, ref: tf.Tensor | ArrayLike<number>): number {
   const g = got instanceof tf.Tensor ? got.dataSync() : got;
   const r = ref instanceof tf.Tensor ? ref.dataSync() : ref;

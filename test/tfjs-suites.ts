@@ -15,8 +15,9 @@ import {
   searchInferenceConfig,
   setInferenceConfig,
 } from '../lib/tfjs';
+import { allUses } from './reference';
 import { blnComposite, blnCompositeGrads, NO_POP, type Pop } from './tfjs-composite';
-import { allUses, classificationData, memory, relErr, saveAndLoad } from './tfjs-helpers';
+import { classificationData, memory, relErr, saveAndLoad } from './tfjs-helpers';
 
 export async function useBackend(name: string, leakCheck = true): Promise<void> {
   if (name === 'wasm') require('@tensorflow/tfjs-backend-wasm');
