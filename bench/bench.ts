@@ -18,6 +18,7 @@ import '@tensorflow/tfjs-backend-wasm';
 
 import * as bln from '../lib';
 import { batchLayerNorm } from '../lib/tfjs';
+import type { CallInputs } from '../test/reference';
 import { ALL_POP, blnComposite, blnCompositeGrads } from '../test/tfjs-composite';
 import { relErr } from '../test/tfjs-helpers';
 import { describe, machineInfo } from './lib/machine';
@@ -63,18 +64,11 @@ function randn(n: number, seed: number): Float32Array {
   return a;
 }
 
-interface Inputs {
-  shape: number[];
+interface Inputs extends CallInputs {
   n: number;
   B: number;
   M: number;
   C: number;
-  x: Float32Array;
-  dy: Float32Array;
-  gamma: Float32Array;
-  beta: Float32Array;
-  stats: bln.Stats;
-  pop: bln.Population;
 }
 
 function inputs(shape: number[], seed: number): Inputs {

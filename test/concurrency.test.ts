@@ -9,7 +9,7 @@ import * as path from 'path';
 import { Worker } from 'worker_threads';
 
 import * as bln from '../lib';
-import { allUses, ctx, dims, expectClose, expectSameBits, freshSeed, makeInputs, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
+import { allUses, ctx, dims, type CallInputs, expectClose, expectSameBits, freshSeed, makeInputs, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
 
 const root = path.resolve(__dirname, '..');
 const distIndex = path.join(root, 'dist', 'lib', 'index.js');
@@ -149,15 +149,8 @@ const bln = require(workerData.lib);
 })();
 `;
 
-interface Call {
+interface Call extends CallInputs {
   kind: Kind;
-  shape: number[];
-  x: Float32Array;
-  dy: Float32Array;
-  gamma: Float32Array;
-  beta: Float32Array;
-  stats: bln.Stats;
-  pop: bln.Population;
   use: bln.InferUse;
 }
 

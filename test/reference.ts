@@ -4,6 +4,8 @@
 // Layout: x has shape [B, d1..dk, C], row-major; viewed as [B, M, C] with
 // index (b, m, c) -> (b * M + m) * C + c.
 
+import type { Population, Stats } from '../lib';
+
 export type Num = ArrayLike<number>;
 
 export interface Dims {
@@ -405,6 +407,12 @@ export interface Inputs {
   gamma: Float32Array;
   beta: Float32Array;
   dy: Float32Array;
+}
+
+/** The arguments of forward, backward and infer on one shape: Inputs with statistics and a population. */
+export interface CallInputs extends Inputs {
+  stats: Stats;
+  pop: Population;
 }
 
 export function makeInputs(rng: Rng, shape: readonly number[], xMean = 0, xScale = 1): Inputs {
