@@ -7,7 +7,7 @@ import * as bln from '../lib';
 import { seedArb } from './arbitraries';
 import { dimsOf, makeData, mutArb, optionsArg, optSpecArb, pick, R, rare, shapeArg, smallShapeArb, T, type OptSpec, type Want } from './fuzz-inputs';
 import { count, expectMeanClose, outObject, outSlot, passesOut, tensorSlot, Tracker, unrepresentable, type Built, type CaseSpec } from './fuzz-runner';
-import { allUses, expectClose, refBackward, refForward, refInfer } from './reference';
+import { allUses, expectClose, randomPop, refBackward, refForward, refInfer } from './reference';
 
 // ------------------------------------------------------------------ forward
 
@@ -232,9 +232,9 @@ const USE_BAD: [string, (u: bln.InferUse) => unknown, Want][] = [
 ];
 
 export function inferSpec(c: InfCase): CaseSpec<{ y: Float32Array }> {
-  const { B, C, M, n } = dimsOf(c.shape);
+  const { B, M, n } = dimsOf(c.shape);
   const { rng, x0, g0, b0 } = makeData(c.seed, c.shape);
-  const pop0 = { batchMean: rng.normals(M * C, 0, 0.5), batchVar: rng.uniforms(M * C, 0.3, 2), featureMean: rng.normals(M, 0, 0.5), featureVar: rng.uniforms(M, 0.3, 2) };
+  const pop0 = randomPop(rng, c.shape);
   const use0 = allUses()[c.use % 16]!;
   const build = (): Built => {
     const tr = new Tracker();

@@ -427,6 +427,12 @@ export function makeInputs(rng: Rng, shape: readonly number[], xMean = 0, xScale
   };
 }
 
+/** A random population for `shape`: means spread * N(0,1), variances uniform in [varLo, 2]. */
+export function randomPop(rng: Rng, shape: readonly number[], spread = 0.5, varLo = 0.3): Population {
+  const { M, C } = dims(shape);
+  return { batchMean: rng.normals(M * C, 0, spread), batchVar: rng.uniforms(M * C, varLo, 2), featureMean: rng.normals(M, 0, spread), featureVar: rng.uniforms(M, varLo, 2) };
+}
+
 /** Copies `a` into a bigger buffer at element offset k and returns the view. */
 export function atOffset(a: Float32Array, k: number, fill = 7.25): Float32Array {
   const big = new Float32Array(a.length + k + 5).fill(fill);
