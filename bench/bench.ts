@@ -18,12 +18,15 @@ import '@tensorflow/tfjs-backend-wasm';
 
 import * as bln from '../lib';
 import { batchLayerNorm } from '../lib/tfjs';
+import type { CallInputs } from '../test/reference';
+import { ALL_POP, blnComposite, blnCompositeGrads } from '../test/tfjs-composite';
+import { relErr } from '../test/tfjs-helpers';
 import { describe, machineInfo } from './lib/machine';
 import { Progress } from './lib/progress';
 import { writeReport, type BenchResult, type GridRow, type OverheadRow, type PeerRow, type SweepRow } from './lib/report';
 import { alternate, type Budget, type Candidate } from './lib/timing';
 import { plainBackward, plainForward, plainInfer, type PlainStats } from './peers/plain';
-import { ALL_POP, blnComposite, blnCompositeGrads, take, tfjsBatchNorm, useBackend } from './peers/tfjs';
+import { take, tfjsBatchNorm, useBackend } from './peers/tfjs';
 import { measureOverhead } from './overhead';
 
 // ------------------------------------------------------------------ configuration
@@ -61,18 +64,11 @@ function randn(n: number, seed: number): Float32Array {
   return a;
 }
 
-interface Inputs {
-  shape: number[];
+interface Inputs extends CallInputs {
   n: number;
   B: number;
   M: number;
   C: number;
-  x: Float32Array;
-  dy: Float32Array;
-  gamma: Float32Array;
-  beta: Float32Array;
-  stats: bln.Stats;
-  pop: bln.Population;
 }
 
 function inputs(shape: number[], seed: number): Inputs {
@@ -87,17 +83,6 @@ function inputs(shape: number[], seed: number): Inputs {
   const { stats } = bln.forward(x, shape, gamma, beta);
   const pop = new bln.PopulationStats(shape).update(stats).result();
   return { shape, n, B, M, C, x, dy, gamma, beta, stats, pop };
-}
-
-/** ||got - ref|| / ||ref|| in float64. */
-function relErr(got: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (got[i]! - ref[i]!) ** 2;
-    den += ref[i]! ** 2;
-  }
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
 }
 
 const copies = (d: Inputs, dst: Float32Array): Candidate[] => [

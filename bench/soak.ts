@@ -13,6 +13,7 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as bln from '../lib';
+import type { CallInputs } from '../test/reference';
 
 const args = process.argv.slice(2);
 const argNum = (name: string, dflt: number) => {
@@ -51,14 +52,7 @@ const normals = (n: number) => {
 
 // A fixed set of shapes with their inputs (so the inputs themselves do not grow).
 const SHAPES = [[1, 7], [4, 3, 5], [8, 16], [16, 3, 40], [25, 84], [32, 8, 64], [64, 1100], [3, 4, 4, 9]];
-interface Set_ {
-  shape: number[];
-  x: Float32Array;
-  dy: Float32Array;
-  gamma: Float32Array;
-  beta: Float32Array;
-  stats: bln.Stats;
-  pop: bln.Population;
+interface Set_ extends CallInputs {
   out: { y: Float32Array; batchMean: Float32Array; batchVar: Float32Array; featureMean: Float32Array; featureVar: Float32Array };
   bout: { dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array };
   iout: Float32Array;

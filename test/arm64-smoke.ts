@@ -5,7 +5,7 @@
 // the loader picked, `EXPECT_SIMD=neon` that the level is there.
 import * as bln from '../lib';
 import { addonPath } from '../lib/addon';
-import { allUses, dims, expectClose, expectSameBits, makeInputs, poisoned, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
+import { allUses, dims, expectClose, expectSameBits, makeInputs, poisoned, randomPop, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
 
 const SHAPES: number[][] = [[64, 1100], [3, 520], [128, 7], [64, 1, 37], [17, 3, 13], [40, 4, 65], [300, 9], [3, 3000, 5], [1, 1, 9], [9, 2, 2, 17]];
 const seed = Number(process.env.SEED ?? 20261202);
@@ -20,9 +20,8 @@ async function main(): Promise<void> {
     throw new Error(`SIMD level ${process.env.EXPECT_SIMD} missing: ${initial.simdSupported}`);
   const rng = new Rng(seed);
   const data = SHAPES.map((shape) => {
-    const { M, C } = dims(shape);
     const inp = makeInputs(rng, shape, 0.4, 1.3);
-    const population = { batchMean: rng.normals(M * C, 0, 0.3), batchVar: rng.uniforms(M * C, 0.4, 2), featureMean: rng.normals(M, 0, 0.3), featureVar: rng.uniforms(M, 0.4, 2) };
+    const population = randomPop(rng, shape, 0.3, 0.4);
     return { ...inp, population, refFwd: refForward(inp.x, shape, inp.gamma, inp.beta), refBwd: refBackward(inp.dy, inp.x, shape, inp.gamma) };
   });
   let passed = 0;

@@ -4,14 +4,9 @@ import fc from 'fast-check';
 import * as bln from '../lib';
 import { seedArb, shapeArb } from './arbitraries';
 import { sized } from './device';
-import { allUses, ctx, dims, expectClose, expectSameBits, freshSeed, makeInputs, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
+import { allUses, ctx, dims, expectClose, expectSameBits, freshSeed, makeInputs, randomPop, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
 
 const KEYS = bln.STAT_KEYS;
-
-function randomPop(rng: Rng, shape: readonly number[]): bln.Population {
-  const { M, C } = dims(shape);
-  return { batchMean: rng.normals(M * C, 0, 0.5), batchVar: rng.uniforms(M * C, 0.3, 2), featureMean: rng.normals(M, 0, 0.5), featureVar: rng.uniforms(M, 0.3, 2) };
-}
 
 describe('async results equal sync results bitwise', () => {
   test('random shapes: forwardAsync, backwardAsync, inferAsync (property)', async () => {

@@ -20,8 +20,9 @@ function newestMtime(dir: string): number {
 }
 
 beforeAll(() => {
-  // dist comes from `npm install` ("prepare"); rebuild it when missing or older than the sources.
-  const newest = Math.max(newestMtime(path.join(root, 'lib')), newestMtime(path.join(root, 'bench')));
+  // dist comes from `npm install` ("prepare"); rebuild it when missing or older than the sources
+  // (bench compiles some of test/ in with it: the tfjs composite, relErr, CallInputs).
+  const newest = Math.max(...['lib', 'bench', 'test'].map((d) => newestMtime(path.join(root, d))));
   if (!fs.existsSync(benchJs) || fs.statSync(benchJs).mtimeMs < newest) execSync('npx tsc -p tsconfig.json', { cwd: root, stdio: 'pipe' });
 }, 120000);
 

@@ -9,7 +9,7 @@ import * as path from 'path';
 import { Worker } from 'worker_threads';
 
 import * as bln from '../lib';
-import { allUses, ctx, dims, expectClose, expectSameBits, freshSeed, makeInputs, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
+import { allUses, ctx, dims, type CallInputs, expectClose, expectSameBits, freshSeed, makeInputs, randomPop, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
 
 const root = path.resolve(__dirname, '..');
 const distIndex = path.join(root, 'dist', 'lib', 'index.js');
@@ -22,11 +22,6 @@ interface Job {
   sync: () => Float32Array;
   ref: () => ArrayLike<number>;
   tol: number;
-}
-
-function randomPop(rng: Rng, shape: readonly number[]): bln.Population {
-  const { M, C } = dims(shape);
-  return { batchMean: rng.normals(M * C, 0, 0.5), batchVar: rng.uniforms(M * C, 0.3, 2), featureMean: rng.normals(M, 0, 0.5), featureVar: rng.uniforms(M, 0.3, 2) };
 }
 
 /** count jobs with distinct inputs; some with out buffers, some on SharedArrayBuffers. */
@@ -149,15 +144,8 @@ const bln = require(workerData.lib);
 })();
 `;
 
-interface Call {
+interface Call extends CallInputs {
   kind: Kind;
-  shape: number[];
-  x: Float32Array;
-  dy: Float32Array;
-  gamma: Float32Array;
-  beta: Float32Array;
-  stats: bln.Stats;
-  pop: bln.Population;
   use: bln.InferUse;
 }
 

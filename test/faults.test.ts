@@ -8,7 +8,7 @@ import * as vm from 'vm';
 
 import * as bln from '../lib';
 import { ON_CUDA } from './device';
-import { ctx, dims, expectClose, freshSeed, makeInputs, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
+import { ctx, dims, expectClose, freshSeed, makeInputs, randomPop, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
 
 const root = path.resolve(__dirname, '..');
 
@@ -218,9 +218,9 @@ describe('NaN and Inf propagate to exactly the outputs they feed, without a cras
     await fc.assert(
       fc.asyncProperty(smallShape, fc.integer({ min: 0, max: 0x7fffffff }), fc.array(fc.tuple(fc.constantFrom('x', 'gamma', 'beta', 'pop'), fc.nat(), poison), { minLength: 1, maxLength: 3 }), fc.nat(15), async (shape, seed, hits, k) => {
         const rng = new Rng(seed);
-        const { B, M, C } = dims(shape);
+        const { B } = dims(shape);
         const { x, gamma, beta } = makeInputs(rng, shape);
-        const pop = { batchMean: rng.normals(M * C), batchVar: rng.uniforms(M * C, 0.5, 2), featureMean: rng.normals(M), featureVar: rng.uniforms(M, 0.5, 2) };
+        const pop = randomPop(rng, shape, 1, 0.5);
         for (const [where, i, v] of hits) {
           const a = where === 'x' ? x : where === 'gamma' ? gamma : where === 'beta' ? beta : [pop.batchMean, pop.batchVar, pop.featureMean, pop.featureVar][i % 4]!;
           a[i % a.length] = v;
@@ -297,8 +297,7 @@ describe('regressions of bugs the fuzzer found', () => {
         expect(b.dx.every(Number.isFinite)).toBe(true);
       }
       // population statistics differing from the mini-batch's: 1/sqrt(0 + 1e-50) = 1e25 is representable
-      const { M, C } = dims(shape);
-      const pop = { batchMean: rng.normals(M * C), batchVar: rng.uniforms(M * C, 0.5, 2), featureMean: rng.normals(M), featureVar: rng.uniforms(M, 0.5, 2) };
+      const pop = randomPop(rng, shape, 1, 0.5);
       const use = { batchMean: true, batchVar: false, featureMean: false, featureVar: false };
       expectClose(bln.infer(x, shape, gamma, beta, pop, use, { epsilon: 1e-50 }), refInfer(x, shape, gamma, beta, pop, use, 1e-50), 1e-5, ctx(seed, shape, 'infer eps=1e-50'));
     }

@@ -12,6 +12,7 @@ import {
   freshSeed,
   makeInputs,
   poisoned,
+  randomPop,
   refForward,
   refInfer,
   refPopulation,
@@ -221,9 +222,9 @@ describe('infer', () => {
     const rng = new Rng(seed);
     const none = { batchMean: false, batchVar: false, featureMean: false, featureVar: false };
     for (const shape of [[8, 3, 19], [1, 5], [7, 1], [64, 1100], [300, 9], [25, 14, 14, 6], [2, 3000, 5]]) {
-      const { B, M, C } = dims(shape);
+      const { B } = dims(shape);
       const { x, gamma, beta } = makeInputs(rng, shape);
-      const population = { batchMean: rng.normals(M * C), batchVar: rng.uniforms(M * C, 0.5, 2), featureMean: rng.normals(M), featureVar: rng.uniforms(M, 0.5, 2) };
+      const population = randomPop(rng, shape, 1, 0.5);
       for (const opts of [undefined, { epsilon: 0.02, batchSize: 25 }]) {
         const fwd = bln.forward(x, shape, gamma, beta, opts);
         const y = bln.infer(x, shape, gamma, beta, population, none, opts);
@@ -238,9 +239,8 @@ describe('infer', () => {
     (shape) => {
       const seed = freshSeed();
       const rng = new Rng(seed);
-      const { M, C } = dims(shape);
       const { x, gamma, beta } = makeInputs(rng, shape);
-      const population = { batchMean: rng.normals(M * C, 0, 0.3), batchVar: rng.uniforms(M * C, 0.5, 2), featureMean: rng.normals(M, 0, 0.3), featureVar: rng.uniforms(M, 0.5, 2) };
+      const population = randomPop(rng, shape, 0.3, 0.5);
       const all = { batchMean: true, batchVar: true, featureMean: true, featureVar: true };
       scrub(shape);
       const y = bln.infer(x, shape, gamma, beta, population, all);
@@ -252,9 +252,8 @@ describe('infer', () => {
     const seed = freshSeed();
     const rng = new Rng(seed);
     for (const shape of [[8, 5], [33, 4, 67], [64, 1100]]) {
-      const { M, C } = dims(shape);
       const { x, gamma, beta } = makeInputs(rng, shape);
-      const population = { batchMean: rng.normals(M * C, 0, 0.3), batchVar: rng.uniforms(M * C, 0.5, 2), featureMean: rng.normals(M, 0, 0.3), featureVar: rng.uniforms(M, 0.5, 2) };
+      const population = randomPop(rng, shape, 0.3, 0.5);
       const all = { batchMean: true, batchVar: true, featureMean: true, featureVar: true };
       await bln.forwardAsync(makeInputs(rng, shape, 50, 30).x, shape, gamma, beta);
       const y = await bln.inferAsync(x, shape, gamma, beta, population, all);
@@ -266,9 +265,8 @@ describe('infer', () => {
     const seed = freshSeed();
     const rng = new Rng(seed);
     const shape = [4, 2, 6];
-    const { M, C } = dims(shape);
     const { x, gamma, beta } = makeInputs(rng, shape);
-    const population = { batchMean: rng.normals(M * C), batchVar: rng.uniforms(M * C, 0.5, 2), featureMean: rng.normals(M), featureVar: rng.uniforms(M, 0.5, 2) };
+    const population = randomPop(rng, shape, 1, 0.5);
     const partial = bln.infer(x, shape, gamma, beta, population, { batchMean: true } as bln.InferUse);
     const full = bln.infer(x, shape, gamma, beta, population, { batchMean: true, batchVar: false, featureMean: false, featureVar: false });
     expectSameBits(partial, full, ctx(seed, shape));
@@ -301,8 +299,7 @@ describe('infer', () => {
     const seed = freshSeed();
     const rng = new Rng(seed);
     for (const shape of [[64, 1100], [70, 40, 33], [300, 9]]) {
-      const { M, C } = dims(shape);
-      const population = { batchMean: rng.normals(M * C, 0, 0.3), batchVar: rng.uniforms(M * C, 0.5, 2), featureMean: rng.normals(M, 0, 0.3), featureVar: rng.uniforms(M, 0.5, 2) };
+      const population = randomPop(rng, shape, 0.3, 0.5);
       const { x, gamma, beta } = makeInputs(rng, shape);
       for (const use of allUses()) {
         scrub(shape);
@@ -316,9 +313,8 @@ describe('infer', () => {
     const seed = freshSeed();
     const rng = new Rng(seed);
     const shape = [9, 5, 23];
-    const { M, C } = dims(shape);
     const { x, gamma, beta } = makeInputs(rng, shape);
-    const population = { batchMean: rng.normals(M * C), batchVar: rng.uniforms(M * C, 0.5, 2), featureMean: rng.normals(M), featureVar: rng.uniforms(M, 0.5, 2) };
+    const population = randomPop(rng, shape, 1, 0.5);
     const use = { batchMean: true, batchVar: false, featureMean: false, featureVar: true };
     const plain = bln.infer(x, shape, gamma, beta, population, use);
     const off = (a: Float32Array, k: number) => {

@@ -4,6 +4,8 @@
 // Layout: x has shape [B, d1..dk, C], row-major; viewed as [B, M, C] with
 // index (b, m, c) -> (b * M + m) * C + c.
 
+import type { Population, Stats } from '../lib';
+
 export type Num = ArrayLike<number>;
 
 export interface Dims {
@@ -444,6 +446,12 @@ export interface Inputs {
   dy: Float32Array;
 }
 
+/** The arguments of forward, backward and infer on one shape: Inputs with statistics and a population. */
+export interface CallInputs extends Inputs {
+  stats: Stats;
+  pop: Population;
+}
+
 export function makeInputs(rng: Rng, shape: readonly number[], xMean = 0, xScale = 1): Inputs {
   const size = sizeOf(shape);
   const C = shape[shape.length - 1]!;
@@ -454,6 +462,12 @@ export function makeInputs(rng: Rng, shape: readonly number[], xMean = 0, xScale
     beta: rng.normals(C, 0, 0.5),
     dy: rng.normals(size),
   };
+}
+
+/** A random population for `shape`: means spread * N(0,1), variances uniform in [varLo, 2]. */
+export function randomPop(rng: Rng, shape: readonly number[], spread = 0.5, varLo = 0.3): Population {
+  const { M, C } = dims(shape);
+  return { batchMean: rng.normals(M * C, 0, spread), batchVar: rng.uniforms(M * C, varLo, 2), featureMean: rng.normals(M, 0, spread), featureVar: rng.uniforms(M, varLo, 2) };
 }
 
 /** Copies `a` into a bigger buffer at element offset k and returns the view. */

@@ -1,6 +1,6 @@
 // Every SIMD level this machine supports, single- and multi-threaded, against the reference.
 import * as bln from '../lib';
-import { allUses, ctx, dims, expectClose, expectStatsClose, freshSeed, makeInputs, poisoned, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
+import { allUses, ctx, dims, expectClose, expectStatsClose, freshSeed, makeInputs, poisoned, randomPop, refBackward, refForward, refInfer, Rng, sizeOf } from './reference';
 
 const initial = bln.backendInfo();
 const levels = initial.simdSupported;
@@ -32,9 +32,8 @@ const SHAPES: number[][] = [
 const seed = freshSeed();
 const rng = new Rng(seed);
 const data = SHAPES.map((shape) => {
-  const { M, C } = dims(shape);
   const inp = makeInputs(rng, shape, 0.4, 1.3);
-  const population = { batchMean: rng.normals(M * C, 0, 0.3), batchVar: rng.uniforms(M * C, 0.4, 2), featureMean: rng.normals(M, 0, 0.3), featureVar: rng.uniforms(M, 0.4, 2) };
+  const population = randomPop(rng, shape, 0.3, 0.4);
   const refFwd = refForward(inp.x, shape, inp.gamma, inp.beta);
   const refBwd = refBackward(inp.dy, inp.x, shape, inp.gamma);
   return { ...inp, population, refFwd, refBwd };

@@ -1,21 +1,8 @@
-// Shared by the tfjs*.test.ts files: BLN written with plain tfjs ops (the reference the
-// kernels are checked against, differentiated by tfjs autodiff), and small utilities.
+// Small utilities shared by the tfjs*.test.ts files (the reference they check against, BLN
+// written with plain tfjs ops, is in tfjs-composite.ts).
 import * as tf from '@tensorflow/tfjs';
 
-import type { InferUse } from '../lib/index';
-
-export { ALL_POP, blnComposite, NO_POP, type Pop } from '../bench/peers/tfjs';
-
-export function allUses(): InferUse[] {
-  return Array.from({ length: 16 }, (_, i) => ({
-    batchMean: (i & 1) !== 0,
-    batchVar: (i & 2) !== 0,
-    featureMean: (i & 4) !== 0,
-    featureVar: (i & 8) !== 0,
-  }));
-}
-
-/** ||got - ref|| / ||ref||, in float64 on the host. */
+/** ||got - ref|| / ||ref||, in float64 on the host (bench/bench.ts uses it too). */
 export function relErr(got: tf.Tensor | ArrayLike<number>, ref: tf.Tensor | ArrayLike<number>): number {
   const g = got instanceof tf.Tensor ? got.dataSync() : got;
   const r = ref instanceof tf.Tensor ? ref.dataSync() : ref;
