@@ -21,12 +21,6 @@ export function memory(): { tensors: number; dataIds: number } {
   return { tensors: tf.memory().numTensors, dataIds: tf.engine().backend.numDataIds() };
 }
 
-/** A seeded uniform generator (LCG), for fixed data. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (s * 1664525 + 1013904223) >>> 0) + 0.5) / 4294967296;
-}
-
 /** Fixed classification data: x ~ N(0,1) of the given shape, labels from a fixed random projection. */
 export function classificationData(shape: number[], classes: number, seed: number): { x: tf.Tensor; y: tf.Tensor } {
   return tf.tidy(() => {

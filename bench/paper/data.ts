@@ -2,6 +2,8 @@
 // seed and split into disjoint test / validation / train parts.
 import * as tf from '@tensorflow/tfjs';
 
+import { mulberry32 } from '../../test/rng';
+
 interface MnistDigit {
   id: number;
   raw: number[];
@@ -25,21 +27,9 @@ export interface Dataset {
 
 export const SIZE = 28;
 
-/** mulberry32: a small seeded generator, so shuffles and splits are reproducible. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function permutation(n: number, seed: number): Int32Array {
   const p = Int32Array.from({ length: n }, (_, i) => i);
-  const r = seeded(seed);
+  const r = mulberry32(seed);  // seeded: shuffles and splits are reproducible
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(r() * (i + 1));
     const t = p[i]!;
