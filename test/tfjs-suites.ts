@@ -340,7 +340,7 @@ export function layerSuite(backend: string, opts: { kinds?: ModelKind[]; quick?:
     });
 
     test('inference: all 16 flag configurations equal the op and the composite with the layer population', async () => {
-      // tfjs-backend-wasm has no Conv2DBackpropFilter kernel: it cannot train Conv2D models.
+      // (quick: the wasm suite, whose Conv2D training needs registerWasmConvGradients: tfjs-wasm-conv.test.ts)
       const { model, data } = buildModel(opts.quick ? 'lstm' : 'conv2d', 8);
       await model.fit(data.x, data.y, { epochs: 1, batchSize: 8, verbose: 0 });
       const layer = layerOf(model);
