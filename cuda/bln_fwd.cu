@@ -263,20 +263,26 @@ __global__ void __launch_bounds__(kThreads) fwdStatsKernel(const FwdK k) {
 
 // ------------------------------------------------------------------ tiled: finalize
 
+// Mean and biased variance of the n values `stride` apart at x, from nParts (mean, M2) partials
+// `partStride` apart, part i holding min(per, n - i*per) of them (Chan merges; the overflow
+// fallback reads x).
+BLN_DEV void mergedStats(const double2* part, int64_t partStride, int64_t nParts, int64_t per, const float* x, int64_t n,
+                         int64_t stride, double* mean, double* var) {
+  double cnt = 0, mu = 0, m2 = 0;
+  for (int64_t i = 0; i < nParts; ++i) {
+    const int64_t len = n - i * per < per ? n - i * per : per;
+    const double2 p = part[i * partStride];
+    chanMerge(&cnt, &mu, &m2, static_cast<double>(len), p.x, p.y);
+  }
+  statsFromChan(x, n, stride, mu, m2, mean, var);
+}
+
 __global__ void __launch_bounds__(kThreads) fwdFinalizeColsKernel(const FwdK k) {
   const int64_t MC = k.M * k.C;
   const int64_t step = static_cast<int64_t>(gridDim.x) * kThreads;
   for (int64_t mc = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; mc < MC; mc += step) {
     double mean = 0, var = 0;
-    if (k.needCol) {
-      double n = 0, m2 = 0;
-      for (int64_t ch = 0; ch < k.nChunks; ++ch) {
-        const int64_t rows = k.B - ch * k.chunkRows < k.chunkRows ? k.B - ch * k.chunkRows : k.chunkRows;
-        const double2 p = k.colPart[ch * MC + mc];
-        chanMerge(&n, &mean, &m2, static_cast<double>(rows), p.x, p.y);
-      }
-      statsFromChan(k.x + mc, k.B, MC, mean, m2, &mean, &var);
-    }
+    if (k.needCol) mergedStats(k.colPart + mc, MC, k.nChunks, k.chunkRows, k.x + mc, k.B, MC, &mean, &var);
     colFinal(k, mc, mc % k.C, mean, var, &k.mbh[mc], &k.mbl[mc], &k.A[mc]);
   }
 }
@@ -286,15 +292,7 @@ __global__ void __launch_bounds__(kThreads) fwdFinalizeRowsKernel(const FwdK k) 
   const int64_t step = static_cast<int64_t>(gridDim.x) * kThreads;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; r < R; r += step) {
     double mean = 0, var = 0;
-    if (k.needRow) {
-      double n = 0, m2 = 0;
-      for (int64_t ct = 0; ct < k.nCT; ++ct) {
-        const int64_t cols = k.C - ct * k.tw < k.tw ? k.C - ct * k.tw : k.tw;
-        const double2 p = k.rowPart[r * k.nCT + ct];
-        chanMerge(&n, &mean, &m2, static_cast<double>(cols), p.x, p.y);
-      }
-      statsFromChan(k.x + r * k.C, k.C, 1, mean, m2, &mean, &var);
-    }
+    if (k.needRow) mergedStats(k.rowPart + r * k.nCT, 1, k.nCT, k.tw, k.x + r * k.C, k.C, 1, &mean, &var);
     rowFinal(k, r, mean, var, true, &k.mfh[r], &k.mfl[r], &k.F[r]);
   }
 }
