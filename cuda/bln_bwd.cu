@@ -67,10 +67,12 @@ __global__ void __launch_bounds__(kThreads) bwdSlabKernel(const BwdK k) {
   float* ds = reinterpret_cast<float*>(smem + L.ds);
   const int tid = threadIdx.x;
   const int nv = C / V;
-  const int lpr = k.lpr, gl = tid & (lpr - 1), grp = tid / lpr, nGroups = kThreads / lpr;
-  const int G = C >= kThreads ? 1 : kThreads / C;
+  const LaneGroup lg = laneGroup(k.lpr);
+  const int lpr = lg.lpr, gl = lg.lane, grp = lg.group, nGroups = lg.groups;
+  const int G = columnGroups(C);
 
   for (int64_t m = blockIdx.x; m < M; m += gridDim.x) {
+    // x and dy in one pass over the indices (two loadSlab calls spill on sm_80)
     for (int i = tid; i < B * nv; i += kThreads) {
       const int b = i / nv, j = i - b * nv;
       const int64_t off = (static_cast<int64_t>(b) * M + m) * C + j * V;

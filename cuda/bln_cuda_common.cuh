@@ -88,6 +88,32 @@ struct Vec<1> {
   static BLN_DEV void stcs(float* p, const float* v) { __stcs(p, v[0]); }
 };
 
+// This thread's lane group: `lpr` lanes per row (a power of two <= 32), `groups` rows at a time.
+struct LaneGroup {
+  int lpr, lane, group, groups;
+};
+BLN_DEV LaneGroup laneGroup(int lpr) {
+  const int t = static_cast<int>(threadIdx.x);
+  return LaneGroup{lpr, t & (lpr - 1), t / lpr, kThreads / lpr};
+}
+
+// Row groups of a slab's column pass: one thread per column, or kThreads / C groups of rows
+// (merged afterwards) when C < kThreads.
+BLN_DEV int columnGroups(int C) { return C >= kThreads ? 1 : kThreads / C; }
+
+// The [B, C] slab of one m (rows M*C floats apart from src = x + m*C) into shared memory at
+// dst ([B][C]), V floats at a time, by all the block's threads.
+template <int V>
+BLN_DEV void loadSlab(const float* src, int B, int64_t M, int C, float* dst) {
+  const int nv = C / V;
+  for (int i = static_cast<int>(threadIdx.x); i < B * nv; i += kThreads) {
+    const int b = i / nv, j = i - b * nv;
+    float v[V];
+    Vec<V>::ldg(src + static_cast<int64_t>(b) * M * C + j * V, v);
+    Vec<V>::st(dst + b * C + j * V, v);
+  }
+}
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 inline int nextPow2(int64_t v) {

@@ -65,17 +65,13 @@ __global__ void __launch_bounds__(kThreads) fwdSlabKernel(const FwdK k) {
   float* slab = reinterpret_cast<float*>(smem + L.slab);
   const int tid = threadIdx.x;
   const int nv = C / V;  // vectors per row
-  const int lpr = k.lpr, gl = tid & (lpr - 1), grp = tid / lpr, nGroups = kThreads / lpr;
-  const int G = C >= kThreads ? 1 : kThreads / C;  // row groups of the column pass
+  const LaneGroup lg = laneGroup(k.lpr);
+  const int lpr = lg.lpr, gl = lg.lane, grp = lg.group, nGroups = lg.groups;
+  const int G = columnGroups(C);
 
   for (int64_t m = blockIdx.x; m < M; m += gridDim.x) {
     // 1. the slab, once from global memory
-    for (int i = tid; i < B * nv; i += kThreads) {
-      const int b = i / nv, j = i - b * nv;
-      float v[V];
-      Vec<V>::ldg(k.x + (static_cast<int64_t>(b) * M + m) * C + j * V, v);
-      Vec<V>::st(slab + b * C + j * V, v);
-    }
+    loadSlab<V>(k.x + m * C, B, M, C, slab);
     __syncthreads();
 
     // 2. column statistics (G groups of rows per column when C < kThreads)
