@@ -17,7 +17,7 @@ namespace {
 
 // Column coefficients from the column sums (numerics.h, as the CPU path); returns the
 // (dgamma, dbeta) terms. U is scaled by 1/sqrt(C) here: the apply multiplies by the raw gamma.
-BLN_DEV double2 bwdColFinal(const BwdK& k, int64_t mc, int64_t c, float rb, double Sdy, double Sdyxb, double Sdyxf, float* U, float* V,
+BLN_DEV double2 bwdColFinal(const BwdK& k, int64_t c, float rb, double Sdy, double Sdyxb, double Sdyxf, float* U, float* V,
                             float* W) {
   const double g = static_cast<double>(k.gamma[c]) * k.invSqrtC;
   const BwdColCoefs q = bwdColCoefs(k.B, k.wf, k.wb, k.invSqrtC, g, rb, Sdy, Sdyxb, Sdyxf);
@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) bwdSlabKernel(const BwdK k) {
     };
     auto colFinish = [&](int c, double s0, double s1, double s2) {
       const int64_t mc = m * C + c;
-      k.contrib[mc] = bwdColFinal(k, mc, c, invStd(k.bv[mc], k.eps), s0, s1, s2, &US[c], &VS[c], &WS[c]);
+      k.contrib[mc] = bwdColFinal(k, c, invStd(k.bv[mc], k.eps), s0, s1, s2, &US[c], &VS[c], &WS[c]);
     };
     if (G == 1) {
       for (int c = tid; c < C; c += kThreads) {
@@ -279,7 +279,7 @@ __global__ void __launch_bounds__(kThreads) bwdFinalizeColsKernel(const BwdK k) 
     const float rb = invStd(k.bv[mc], k.eps);
     double s0 = 0, s1 = 0, s2 = 0;
     for (int64_t ch = 0; ch < k.nChunks; ++ch) s0 += k.cp0[ch * MC + mc], s1 += k.cp1[ch * MC + mc], s2 += k.cp2[ch * MC + mc];
-    k.contrib[mc] = bwdColFinal(k, mc, mc % k.C, rb, s0, s1, s2, &k.U[mc], &k.V[mc], &k.W[mc]);
+    k.contrib[mc] = bwdColFinal(k, mc % k.C, rb, s0, s1, s2, &k.U[mc], &k.V[mc], &k.W[mc]);
   }
 }
 

@@ -235,6 +235,20 @@ Data makeData(const Shape& sh, unsigned seed, double offset) {
   return D;
 }
 
+// Device buffers of one forward call (x, y, gamma, beta and the four statistics, each at the
+// shape's pointer offset), inputs uploaded from D, and the call's arguments on them.
+struct FwdBufs {
+  DBuf x, y, g, be, bm, bv, fm, fv;
+  gpu::FwdDev a;
+  FwdBufs(const Data& D, const Shape& sh)
+      : x(D.d.numel(), sh.offset), y(D.d.numel(), sh.offset), g(D.d.C, sh.offset), be(D.d.C, sh.offset),
+        bm(D.d.M * D.d.C, sh.offset), bv(D.d.M * D.d.C, sh.offset), fm(D.d.B * D.d.M, sh.offset), fv(D.d.B * D.d.M, sh.offset) {
+    x.up(D.x), g.up(D.g), be.up(D.be);
+    a.d = D.d, a.x = x.p, a.gamma = g.p, a.beta = be.p, a.y = y.p, a.eps = D.eps, a.batchSize = D.N;
+    a.stats.batchMean = bm.p, a.stats.batchVar = bv.p, a.stats.featureMean = fm.p, a.stats.featureVar = fv.p;
+  }
+};
+
 Pop makePop(const Dims& d, unsigned seed) {
   Pop p;
   std::mt19937_64 rng(seed);
@@ -277,9 +291,9 @@ void runShape(const Shape& sh, const Options& opt, const gpu::DeviceLimits& lim,
   const RefStats rs = refStats(D.x, d);
   const vector<double> yRef = refNorm(D.x, D.g, D.be, d, D.eps, D.N, rs, nullptr, bln::InferUse{});
 
-  DBuf x(n, sh.offset), y(n, sh.offset), g(d.C, sh.offset), be(d.C, sh.offset);
-  DBuf bm(MC, sh.offset), bv(MC, sh.offset), fm(R, sh.offset), fv(R, sh.offset);
-  x.up(D.x), g.up(D.g), be.up(D.be);
+  FwdBufs F(D, sh);
+  DBuf &x = F.x, &y = F.y, &g = F.g, &be = F.be, &bm = F.bm, &bv = F.bv, &fm = F.fm, &fv = F.fv;
+  gpu::FwdDev& fa = F.a;
 
   // memcpy baseline of the same size
   double copyGBs = 0;
@@ -297,9 +311,6 @@ void runShape(const Shape& sh, const Options& opt, const gpu::DeviceLimits& lim,
   };
 
   // ---------------- forward
-  gpu::FwdDev fa;
-  fa.d = d, fa.x = x.p, fa.gamma = g.p, fa.beta = be.p, fa.y = y.p, fa.eps = D.eps, fa.batchSize = D.N;
-  fa.stats.batchMean = bm.p, fa.stats.batchVar = bv.p, fa.stats.featureMean = fm.p, fa.stats.featureVar = fv.p;
   {
     const gpu::FwdPlan autoPlan = gpu::planForward(fa, lim);
     std::printf("forward auto: %s/v%d (lpr %d, column tiles %lld, row chunks %lld x %lld rows, workspace %zu B)\n",
@@ -418,16 +429,13 @@ void runShape(const Shape& sh, const Options& opt, const gpu::DeviceLimits& lim,
 void runOffset(const Shape& sh, const Options& opt, const gpu::DeviceLimits& lim, Workspace& ws) {
   Data D = makeData(sh, opt.seed + 99, 1e4);
   const Dims d = D.d;
-  const int64_t n = d.numel(), MC = d.M * d.C, R = d.B * d.M;
+  const int64_t n = d.numel();
   const string sname = sh.name() + " 1e4+N(0,1)";
   const RefStats rs = refStats(D.x, d);
   const vector<double> yRef = refNorm(D.x, D.g, D.be, d, D.eps, D.N, rs, nullptr, bln::InferUse{});
-  DBuf x(n, sh.offset), y(n, sh.offset), g(d.C, sh.offset), be(d.C, sh.offset);
-  DBuf bm(MC, sh.offset), bv(MC, sh.offset), fm(R, sh.offset), fv(R, sh.offset);
-  x.up(D.x), g.up(D.g), be.up(D.be);
-  gpu::FwdDev fa;
-  fa.d = d, fa.x = x.p, fa.gamma = g.p, fa.beta = be.p, fa.y = y.p, fa.eps = D.eps, fa.batchSize = D.N;
-  fa.stats.batchMean = bm.p, fa.stats.batchVar = bv.p, fa.stats.featureMean = fm.p, fa.stats.featureVar = fv.p;
+  FwdBufs F(D, sh);
+  DBuf &x = F.x, &y = F.y, &g = F.g, &bm = F.bm, &bv = F.bv, &fm = F.fm, &fv = F.fv;
+  gpu::FwdDev& fa = F.a;
   for (const Variant& v : kVariants) {
     const gpu::FwdPlan p = gpu::planForward(fa, lim, v.path, v.scalar);
     if (!p.ok || (!v.scalar && p.vec != 4)) continue;
@@ -464,15 +472,11 @@ void runOffset(const Shape& sh, const Options& opt, const gpu::DeviceLimits& lim
 void runNaN(const Shape& sh, const Options& opt, const gpu::DeviceLimits& lim, Workspace& ws) {
   Data D = makeData(sh, opt.seed + 5, 0.0);
   const Dims d = D.d;
-  const int64_t n = d.numel(), MC = d.M * d.C, R = d.B * d.M;
   const int64_t bi = d.B / 2, mi = d.M / 2, ci = d.C / 2;
   D.x[(bi * d.M + mi) * d.C + ci] = NAN;
-  DBuf x(n, sh.offset), y(n, sh.offset), g(d.C, sh.offset), be(d.C, sh.offset);
-  DBuf bm(MC, sh.offset), bv(MC, sh.offset), fm(R, sh.offset), fv(R, sh.offset);
-  x.up(D.x), g.up(D.g), be.up(D.be);
-  gpu::FwdDev fa;
-  fa.d = d, fa.x = x.p, fa.gamma = g.p, fa.beta = be.p, fa.y = y.p, fa.eps = D.eps, fa.batchSize = D.N;
-  fa.stats.batchMean = bm.p, fa.stats.batchVar = bv.p, fa.stats.featureMean = fm.p, fa.stats.featureVar = fv.p;
+  FwdBufs F(D, sh);
+  DBuf& y = F.y;
+  gpu::FwdDev& fa = F.a;
   for (const Variant& v : kVariants) {
     const gpu::FwdPlan p = gpu::planForward(fa, lim, v.path, v.scalar);
     if (!p.ok || (!v.scalar && p.vec != 4)) continue;
