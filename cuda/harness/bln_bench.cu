@@ -249,6 +249,26 @@ struct FwdBufs {
   }
 };
 
+// The backward call after a forward one (FwdBufs F): the statistics are the reference's,
+// rounded to float and uploaded into F's statistics buffers; dy, dx, dgamma, dbeta; the
+// reference gradient at those statistics.
+struct BwdBufs {
+  DBuf dy, dx, dg, db;
+  gpu::BwdDev a;
+  vector<float> sbm, sbv, sfm, sfv;  // the statistics, as floats (host copies)
+  RefGrad ref;
+  BwdBufs(const Data& D, const Shape& sh, FwdBufs& F, const RefStats& rs)
+      : dy(D.d.numel(), sh.offset), dx(D.d.numel(), sh.offset), dg(D.d.C, sh.offset), db(D.d.C, sh.offset),
+        sbm(toFloat(rs.mb)), sbv(toFloat(rs.vb)), sfm(toFloat(rs.mf)), sfv(toFloat(rs.vf)) {
+    F.bm.up(sbm), F.bv.up(sbv), F.fm.up(sfm), F.fv.up(sfv);
+    ref = refBackward(D.dy, D.x, D.g, D.d, D.eps, D.N, sbm, sbv, sfm, sfv);
+    dy.up(D.dy);
+    a.d = D.d, a.dy = dy.p, a.x = F.x.p, a.gamma = F.g.p, a.eps = D.eps, a.batchSize = D.N;
+    a.stats.batchMean = F.bm.p, a.stats.batchVar = F.bv.p, a.stats.featureMean = F.fm.p, a.stats.featureVar = F.fv.p;
+    a.dx = dx.p, a.dgamma = dg.p, a.dbeta = db.p;
+  }
+};
+
 Pop makePop(const Dims& d, unsigned seed) {
   Pop p;
   std::mt19937_64 rng(seed);
@@ -362,15 +382,11 @@ void runShape(const Shape& sh, const Options& opt, const gpu::DeviceLimits& lim,
   }
 
   // ---------------- backward (at the reference statistics, rounded to float)
-  const vector<float> sbm = toFloat(rs.mb), sbv = toFloat(rs.vb), sfm = toFloat(rs.mf), sfv = toFloat(rs.vf);
-  bm.up(sbm), bv.up(sbv), fm.up(sfm), fv.up(sfv);
-  const RefGrad gr = refBackward(D.dy, D.x, D.g, d, D.eps, D.N, sbm, sbv, sfm, sfv);
-  DBuf dy(n, sh.offset), dx(n, sh.offset), dg(d.C, sh.offset), db(d.C, sh.offset);
-  dy.up(D.dy);
-  gpu::BwdDev ba;
-  ba.d = d, ba.dy = dy.p, ba.x = x.p, ba.gamma = g.p, ba.eps = D.eps, ba.batchSize = D.N;
-  ba.stats.batchMean = bm.p, ba.stats.batchVar = bv.p, ba.stats.featureMean = fm.p, ba.stats.featureVar = fv.p;
-  ba.dx = dx.p, ba.dgamma = dg.p, ba.dbeta = db.p;
+  BwdBufs Bk(D, sh, F, rs);
+  const vector<float> &sbm = Bk.sbm, &sbv = Bk.sbv, &sfm = Bk.sfm, &sfv = Bk.sfv;
+  const RefGrad& gr = Bk.ref;
+  DBuf &dx = Bk.dx, &dg = Bk.dg, &db = Bk.db;
+  gpu::BwdDev& ba = Bk.a;
   {
     const gpu::BwdPlan autoPlan = gpu::planBackward(ba, lim);
     std::printf("backward auto: %s/v%d (workspace %zu B)\n", gpu::pathName(autoPlan.path), autoPlan.vec, autoPlan.wsBytes);
@@ -429,12 +445,11 @@ void runShape(const Shape& sh, const Options& opt, const gpu::DeviceLimits& lim,
 void runOffset(const Shape& sh, const Options& opt, const gpu::DeviceLimits& lim, Workspace& ws) {
   Data D = makeData(sh, opt.seed + 99, 1e4);
   const Dims d = D.d;
-  const int64_t n = d.numel();
   const string sname = sh.name() + " 1e4+N(0,1)";
   const RefStats rs = refStats(D.x, d);
   const vector<double> yRef = refNorm(D.x, D.g, D.be, d, D.eps, D.N, rs, nullptr, bln::InferUse{});
   FwdBufs F(D, sh);
-  DBuf &x = F.x, &y = F.y, &g = F.g, &bm = F.bm, &bv = F.bv, &fm = F.fm, &fv = F.fv;
+  DBuf &y = F.y, &bv = F.bv, &fv = F.fv;
   gpu::FwdDev& fa = F.a;
   for (const Variant& v : kVariants) {
     const gpu::FwdPlan p = gpu::planForward(fa, lim, v.path, v.scalar);
@@ -448,15 +463,10 @@ void runOffset(const Shape& sh, const Options& opt, const gpu::DeviceLimits& lim
     std::snprintf(note, sizeof note, " (variances %.1e)", ev);
     check(e <= kTolOffset && ev <= kTolOffset, sname + " forward " + v.name + note, std::max(e, ev), kTolOffset);
   }
-  const vector<float> sbm = toFloat(rs.mb), sbv = toFloat(rs.vb), sfm = toFloat(rs.mf), sfv = toFloat(rs.vf);
-  bm.up(sbm), bv.up(sbv), fm.up(sfm), fv.up(sfv);
-  const RefGrad gr = refBackward(D.dy, D.x, D.g, d, D.eps, D.N, sbm, sbv, sfm, sfv);
-  DBuf dy(n, sh.offset), dx(n, sh.offset), dg(d.C, sh.offset), db(d.C, sh.offset);
-  dy.up(D.dy);
-  gpu::BwdDev ba;
-  ba.d = d, ba.dy = dy.p, ba.x = x.p, ba.gamma = g.p, ba.eps = D.eps, ba.batchSize = D.N;
-  ba.stats.batchMean = bm.p, ba.stats.batchVar = bv.p, ba.stats.featureMean = fm.p, ba.stats.featureVar = fv.p;
-  ba.dx = dx.p, ba.dgamma = dg.p, ba.dbeta = db.p;
+  BwdBufs Bk(D, sh, F, rs);
+  const RefGrad& gr = Bk.ref;
+  DBuf &dx = Bk.dx, &dg = Bk.dg, &db = Bk.db;
+  gpu::BwdDev& ba = Bk.a;
   for (const Variant& v : kVariants) {
     const gpu::BwdPlan p = gpu::planBackward(ba, lim, v.path, v.scalar);
     if (!p.ok || (!v.scalar && p.vec != 4)) continue;
