@@ -19,7 +19,7 @@ namespace {
 struct NormJob {
   Dims d;
   const float *x, *gamma, *beta;
-  double eps, wf, wb, invSqrtC, invB;
+  double eps, wf, wb, invSqrtC, invB, invC;
   float wff;
   float* y;
   StatsOut out;            // forward: the four mini-batch statistics (else null)
@@ -38,7 +38,7 @@ struct NormJob {
   void finCol(int64_t m, int64_t c, double S1, double S2) const {
     const int64_t mc = m * d.C + c;
     double mean = 0, var = 0;
-    if (needCol) statsFromSums(x + mc, d.B, d.M * d.C, S1, S2, &mean, &var);
+    if (needCol) statsFromSums(x + mc, d.B, d.M * d.C, invB, S1, S2, &mean, &var);
     if (use.batchMean) mean = pop->batchMean[mc];
     if (use.batchVar) var = pop->batchVar[mc];
     if (out.batchMean) out.batchMean[mc] = static_cast<float>(mean), out.batchVar[mc] = static_cast<float>(var);
@@ -71,11 +71,13 @@ struct NormJob {
       if (sumsOverflowed(S1[j], S2[j])) finCol(m, c0 + j, S1[j], S2[j]);
   }
   void finRow(int64_t r, double S1, double S2) const {
-    const int64_t m = r % d.M;
     double mean = 0, var = 0;
-    if (needRow) statsFromSums(x + r * d.C, d.C, 1, S1, S2, &mean, &var);
-    if (use.featureMean) mean = pop->featureMean[m];
-    if (use.featureVar) var = pop->featureVar[m];
+    if (needRow) statsFromSums(x + r * d.C, d.C, 1, invC, S1, S2, &mean, &var);
+    if (use.featureMean || use.featureVar) {  // (a 64-bit division per row: only where needed)
+      const int64_t m = r % d.M;
+      if (use.featureMean) mean = pop->featureMean[m];
+      if (use.featureVar) var = pop->featureVar[m];
+    }
     if (out.featureMean) out.featureMean[r] = static_cast<float>(mean), out.featureVar[r] = static_cast<float>(var);
     splitHiLo(mean, &mfh[r], &mfl[r]);
     F[r] = wff * invStd(var, eps);
@@ -186,6 +188,7 @@ struct NormJob {
       gcw[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC * wb);
     }
     invB = 1.0 / static_cast<double>(D.B);
+    invC = 1.0 / static_cast<double>(D.C);
     wff = static_cast<float>(wf);
 
     if (p.fused) {

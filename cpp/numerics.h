@@ -77,12 +77,14 @@ BLN_HD void exactMeanVar(const float* x, int64_t n, int64_t stride, double* mean
 }
 
 // Mean and biased variance of the n values `stride` apart at x, from the kernels' shifted sums
-// around x[0]; the overflow fallback where those sums overflowed.
-BLN_HD void statsFromSums(const float* x, int64_t n, int64_t stride, double S1, double S2, double* mean, double* var) {
+// around x[0] (invN = 1/n, precomputed: this runs once per row and per column); the overflow
+// fallback where those sums overflowed.
+BLN_HD void statsFromSums(const float* x, int64_t n, int64_t stride, double invN, double S1, double S2, double* mean,
+                          double* var) {
   if (sumsOverflowed(S1, S2))
     exactMeanVar(x, n, stride, mean, var);
   else
-    meanVar(x[0], S1, S2, 1.0 / static_cast<double>(n), mean, var);
+    meanVar(x[0], S1, S2, invN, mean, var);
 }
 
 // The same from Chan-merged (mean, M2) of all n values (negative round-off clamps to 0).

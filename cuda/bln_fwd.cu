@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(kThreads) fwdSlabKernel(const FwdK k) {
     };
     auto colFinish = [&](int c, double S1, double S2) {
       double mean = 0, var = 0;
-      if (k.needCol) statsFromSums(slab + c, B, C, S1, S2, &mean, &var);
+      if (k.needCol) statsFromSums(slab + c, B, C, 1.0 / B, S1, S2, &mean, &var);
       colFinal(k, m * C + c, c, mean, var, &colH[c], &colL[c], &colA[c]);
     };
     if (G == 1) {
@@ -141,7 +141,7 @@ __global__ void __launch_bounds__(kThreads) fwdSlabKernel(const FwdK k) {
           if (++run == 64 / V) d1 += f1, d2 += f2, f1 = f2 = 0.f, run = 0;
         }
         const double S1 = groupSum(d1 + f1, lpr), S2 = groupSum(d2 + f2, lpr);
-        statsFromSums(row, C, 1, S1, S2, &mean, &var);
+        statsFromSums(row, C, 1, 1.0 / C, S1, S2, &mean, &var);
       }
       if (valid) {
         float fh, fl, F;
