@@ -36,11 +36,42 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
     VV::fma(d, d, VV::load(f2 + j)).store(f2 + j);
   };
   const int64_t seg = t.seg > 0 ? t.seg : n;
+  // Segments narrower than a vector (tiles of several m at small C, e.g. C = 6): the column sums
+  // and the packing run over the whole row in vectors, and each segment's row sums in float32 over
+  // its few values (what the segment loop below would do with them, without its per-segment
+  // vector set-up and reductions).
+  const bool narrow = seg < n && seg < V::W;
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* r = t.x + i * t.rowStride;
     if (i + bln::kPrefetchRows < t.rows) prefetchRow(r + bln::kPrefetchRows * t.rowStride, n);
     float* pk = t.pack ? t.pack + i * n : nullptr;
-    for (int64_t s0 = 0; s0 < n; s0 += seg) {
+    if (narrow) {
+      int64_t j = 0;
+      for (; j + V::W <= n; j += V::W) {
+        V v = V::load(r + j);
+        if (pk) v.store(pk + j);
+        if (COL) colStep(v, j);
+      }
+      for (; j < n; ++j) {
+        VScalar v = VScalar::load(r + j);
+        if (pk) v.store(pk + j);
+        if (COL) colStep(v, j);
+      }
+      if (ROW)
+        for (int64_t s0 = 0; s0 < n; s0 += seg) {
+          const VScalar ks = VScalar::set1(r[s0 - t.c0]);
+          VScalar s1 = VScalar::zero(), s2 = VScalar::zero();
+          for (int64_t k = s0; k < s0 + seg; ++k) {
+            VScalar e = VScalar::load(r + k) - ks;
+            s1 = s1 + e;
+            s2 = VScalar::fma(e, e, s2);
+          }
+          double* o = t.rowOut + i * t.rowOutStride + (s0 / seg) * 2;
+          o[0] = (double)s1.v;
+          o[1] = (double)s2.v;
+        }
+    }
+    for (int64_t s0 = 0; s0 < n && !narrow; s0 += seg) {
       const int64_t se = s0 + seg;
       const int64_t n2 = se - seg % (2 * V::W);
       const int64_t n1 = se - seg % V::W;
@@ -138,10 +169,33 @@ template <class V>
 void fwdApplyKernel(const bln::FwdApplyTile& t) {
   const int64_t n = t.n;
   const int64_t seg = t.seg > 0 ? t.seg : n;
+  // Segments narrower than a vector (see fwdStatsKernel): the per-segment coefficients are spread
+  // over the row's elements first, so the row is one vector pass with the same arithmetic per element.
+  const bool narrow = seg < n && seg < V::W;
+  alignas(64) float gcx[bln::kMaxTileCols], bex[bln::kMaxTileCols], Fx[bln::kMaxTileCols], mhx[bln::kMaxTileCols],
+      mlx[bln::kMaxTileCols];
+  if (narrow)
+    for (int64_t s0 = 0; s0 < n; s0 += seg)
+      for (int64_t k = 0; k < seg; ++k) gcx[s0 + k] = t.gc[k], bex[s0 + k] = t.beta[k];
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* xrow = t.x + i * t.xStride;
     float* yrow = t.y + i * t.rowStride;
     if (i + bln::kPrefetchRows < t.rows) prefetchRowForWrite(yrow + bln::kPrefetchRows * t.rowStride, n);
+    if (narrow) {
+      for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s) {
+        const float F = t.F[i * t.coefStride + s], mh = t.mfh[i * t.coefStride + s], ml = t.mfl[i * t.coefStride + s];
+        for (int64_t k = 0; k < seg; ++k) Fx[s0 + k] = F, mhx[s0 + k] = mh, mlx[s0 + k] = ml;
+      }
+      writeRow<V>(yrow, n, t.stream, [&](auto tag, int64_t j) {
+        using VV = decltype(tag);
+        VV xv = VV::load(xrow + j);
+        VV tb = (xv - VV::load(t.mbh + j)) - VV::load(t.mbl + j);
+        VV acc = VV::fma(VV::load(t.A + j), tb, VV::load(bex + j));
+        VV tf = (xv - VV::load(mhx + j)) - VV::load(mlx + j);
+        return VV::fma(VV::load(gcx + j) * VV::load(Fx + j), tf, acc);
+      });
+      continue;
+    }
     for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s) {
       const float* xr = xrow + s0;
       float* yr = yrow + s0;
