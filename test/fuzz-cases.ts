@@ -134,7 +134,7 @@ export interface BwdCase {
 const BAD_OBJECTS: [string, unknown][] = [['null', null], ['a number', 7], ['a string', 'stats'], ['an array', []], ['a Float32Array', new Float32Array(4)]];
 
 export function backwardSpec(c: BwdCase): CaseSpec<bln.BackwardResult> {
-  const { B, C, M, n } = dimsOf(c.shape);
+  const { B, C, n } = dimsOf(c.shape);
   const { x0, g0, b0, dy0 } = makeData(c.seed, c.shape);
   const stats0 = bln.forward(x0, c.shape, g0, b0).stats;
   const lens: Record<string, number> = { dx: n, dgamma: C, dbeta: C };
