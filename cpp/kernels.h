@@ -82,6 +82,26 @@ struct BwdApplyTile {
   bool stream;  // non-temporal stores: every row of dx 16-byte aligned, n % 4 == 0
 };
 
+// Finalisation of n rows or columns from the statistics kernels' shifted sums (numerics.h's
+// meanVar around the item's first value K, splitHiLo, invStd): item j reads K[j*kStride],
+// S1[j*sStride], S2[j*sStride], scale[j*scaleStride] and writes mean/var (optional), hi/lo and
+// coef = scale * invStd(var, eps) at j. Two forms: columns (every stride 1) and the rows of a
+// tile row (kStride = C > 1, sums interleaved: sStride 2, one scale: scaleStride 0). Returns false where some item needs numerics.h's exact
+// path (overflowed sums, var + eps outside float's normal range, NaN): the caller then redoes
+// those items one by one.
+struct FinRun {
+  int64_t n;
+  const float* K;
+  int64_t kStride;
+  const double *S1, *S2;
+  int64_t sStride;
+  double invN, eps;
+  const float* scale;
+  int64_t scaleStride;
+  float *mean, *var;  // optional
+  float *hi, *lo, *coef;
+};
+
 struct KernelTable {
   SimdLevel level;
   int width;
@@ -90,6 +110,7 @@ struct KernelTable {
   void (*fwdApply)(const FwdApplyTile&);
   void (*bwdStats)(const BwdStatsTile&);
   void (*bwdApply)(const BwdApplyTile&);
+  bool (*finRun)(const FinRun&);
 };
 
 KernelTable kernelTableScalar();

@@ -8,16 +8,114 @@
 // and then added in double. Data with a large common offset (1e4 + N(0,1)) keeps
 // ~1e-6 relative accuracy that way.
 
+inline int pfMode() { static int m = getenv("BLN_PF") ? atoi(getenv("BLN_PF")) : 1; return m; }
 inline void prefetchRow(const float* p, int64_t n) {
+  const int md = pfMode();
+  if (md == 0) return;
+  if (md == 2) { int64_t k = n < 64 ? n : 64; for (int64_t j = 0; j < k; j += 16) __builtin_prefetch(p + j, 0, 3); return; }
+  if (md == 3) { for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(p + j, 0, 1); return; }
   for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(p + j, 0, 3);
   __builtin_prefetch(p + n - 1, 0, 3);
 }
 // Asks for an output row ahead of its stores (its read-for-ownership misses then overlap).
 inline void prefetchRowForWrite(float* p, int64_t n) {
+  if (pfMode() == 0) return;
   for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(p + j, 1, 3);
   __builtin_prefetch(p + n - 1, 1, 3);
 }
 
+// One step of fwdStatsKernel at column j for R rows (VV: the full vector or the scalar tail): the
+// packing, the column partials (loaded and stored once for the R rows) and each row's lanes.
+template <class VV, int R, bool COL, bool ROW>
+inline void fwdStatsStep(const bln::FwdStatsTile& t, const float* const* r, float* const* pk, int64_t j, float* f1,
+                         float* f2, const float* kr, VV* a1, VV* a2) {
+  VV v[R];
+  for (int q = 0; q < R; ++q) {
+    v[q] = VV::load(r[q] + j);
+    if (pk[q]) v[q].store(pk[q] + j);
+  }
+  if (COL) {
+    const VV c = VV::load(t.colShift + j);
+    VV d = v[0] - c;
+    VV s1 = d, s2 = VV::fma(d, d, VV::load(f2 + j));
+    for (int q = 1; q < R; ++q) {
+      d = v[q] - c;
+      s1 = s1 + d;
+      s2 = VV::fma(d, d, s2);
+    }
+    (VV::load(f1 + j) + s1).store(f1 + j);
+    s2.store(f2 + j);
+  }
+  if (ROW)
+    for (int q = 0; q < R; ++q) {
+      const VV e = v[q] - VV::set1(kr[q]);
+      a1[q] = a1[q] + e;
+      a2[q] = VV::fma(e, e, a2[q]);
+    }
+}
+
+// R rows from row i of a statistics tile, segment by segment (`seg` columns; rows: ROW).
+template <class V, int R, bool COL, bool ROW>
+inline void fwdStatsRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, float* f1, float* f2) {
+  const int64_t n = t.n;
+  const float* r[R];
+  float* pk[R];
+  for (int q = 0; q < R; ++q) {
+    r[q] = t.x + (i + q) * t.rowStride;
+    pk[q] = t.pack ? t.pack + (i + q) * n : nullptr;
+    if (i + q + bln::kPrefetchRows < t.rows) prefetchRow(r[q] + bln::kPrefetchRows * t.rowStride, n);
+  }
+  // Row lanes run in float32 over at most kRowRun columns before going to double.
+  constexpr int64_t kRowRun = 32 * V::W;
+  for (int64_t s0 = 0; s0 < n; s0 += seg) {
+    const int64_t se = s0 + seg, n1 = se - seg % V::W;
+    float kr[R];
+    V a1[R], a2[R];
+    VScalar h1[R], h2[R];
+    double rs1[R], rs2[R];
+    for (int q = 0; q < R; ++q) {
+      kr[q] = ROW ? r[q][s0 - t.c0] : 0.f;
+      a1[q] = a2[q] = V::zero();
+      h1[q] = h2[q] = VScalar::zero();
+      rs1[q] = rs2[q] = 0;
+    }
+    int64_t j = s0;
+    while (j < n1) {
+      const int64_t runEnd = j + kRowRun < n1 ? j + kRowRun : n1;
+      for (; j < runEnd; j += V::W) fwdStatsStep<V, R, COL, ROW>(t, r, pk, j, f1, f2, kr, a1, a2);
+      if (ROW)
+        for (int q = 0; q < R; ++q) rs1[q] += a1[q].hsum(), rs2[q] += a2[q].hsum(), a1[q] = a2[q] = V::zero();
+    }
+    for (; j < se; ++j) fwdStatsStep<VScalar, R, COL, ROW>(t, r, pk, j, f1, f2, kr, h1, h2);
+    if (ROW)
+      for (int q = 0; q < R; ++q) {
+        double* o = t.rowOut + (i + q) * t.rowOutStride + (s0 / seg) * 2;
+        o[0] = rs1[q] + (double)h1[q].v;
+        o[1] = rs2[q] + (double)h2[q].v;
+      }
+  }
+}
+
+// Row sums of `seg`-wide segments narrower than a vector, in float32 over their few values
+// (fwdStatsKernel's narrow case; the row is in L1 from the column pass).
+inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg) {
+  const float* r = t.x + i * t.rowStride;
+  for (int64_t s0 = 0; s0 < t.n; s0 += seg) {
+    const VScalar ks = VScalar::set1(r[s0 - t.c0]);
+    VScalar s1 = VScalar::zero(), s2 = VScalar::zero();
+    for (int64_t k = s0; k < s0 + seg; ++k) {
+      VScalar e = VScalar::load(r + k) - ks;
+      s1 = s1 + e;
+      s2 = VScalar::fma(e, e, s2);
+    }
+    double* o = t.rowOut + i * t.rowOutStride + (s0 / seg) * 2;
+    o[0] = (double)s1.v;
+    o[1] = (double)s2.v;
+  }
+}
+
+// Rows go four at a time, so each column's float32 partials are loaded and stored once per four
+// rows; the partials are added into double every kColFlushRows rows (a multiple of four).
 template <class V, bool COL, bool ROW>
 void fwdStatsKernel(const bln::FwdStatsTile& t) {
   const int64_t n = t.n;
@@ -28,113 +126,33 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
   if (COL) {
     for (int64_t j = 0; j < n; ++j) f1[j] = f2[j] = 0.f, d1[j] = d2[j] = 0.0;
   }
-  int64_t sinceFlush = 0;
-  auto colStep = [&](auto v, int64_t j) {
-    using VV = decltype(v);
-    VV d = v - VV::load(t.colShift + j);
-    (VV::load(f1 + j) + d).store(f1 + j);
-    VV::fma(d, d, VV::load(f2 + j)).store(f2 + j);
-  };
   const int64_t seg = t.seg > 0 ? t.seg : n;
   // Segments narrower than a vector (tiles of several m at small C, e.g. C = 6): the column sums
-  // and the packing run over the whole row in vectors, and each segment's row sums in float32 over
-  // its few values (what the segment loop below would do with them, without its per-segment
-  // vector set-up and reductions).
+  // and the packing run over the whole row in vectors, and each segment's row sums apart.
   const bool narrow = seg < n && seg < V::W;
-  for (int64_t i = 0; i < t.rows; ++i) {
-    const float* r = t.x + i * t.rowStride;
-    if (i + bln::kPrefetchRows < t.rows) prefetchRow(r + bln::kPrefetchRows * t.rowStride, n);
-    float* pk = t.pack ? t.pack + i * n : nullptr;
+  constexpr int64_t R = 4;
+  static_assert(bln::kColFlushRows % R == 0, "row blocks must not straddle a flush");
+  int64_t i = 0, sinceFlush = 0;
+  auto flush = [&] {
+    for (int64_t k = 0; k < n; ++k) d1[k] += f1[k], d2[k] += f2[k], f1[k] = f2[k] = 0.f;
+    sinceFlush = 0;
+  };
+  for (; i + R <= t.rows; i += R) {
     if (narrow) {
-      int64_t j = 0;
-      for (; j + V::W <= n; j += V::W) {
-        V v = V::load(r + j);
-        if (pk) v.store(pk + j);
-        if (COL) colStep(v, j);
-      }
-      for (; j < n; ++j) {
-        VScalar v = VScalar::load(r + j);
-        if (pk) v.store(pk + j);
-        if (COL) colStep(v, j);
-      }
+      fwdStatsRows<V, R, COL, false>(t, i, n, f1, f2);
       if (ROW)
-        for (int64_t s0 = 0; s0 < n; s0 += seg) {
-          const VScalar ks = VScalar::set1(r[s0 - t.c0]);
-          VScalar s1 = VScalar::zero(), s2 = VScalar::zero();
-          for (int64_t k = s0; k < s0 + seg; ++k) {
-            VScalar e = VScalar::load(r + k) - ks;
-            s1 = s1 + e;
-            s2 = VScalar::fma(e, e, s2);
-          }
-          double* o = t.rowOut + i * t.rowOutStride + (s0 / seg) * 2;
-          o[0] = (double)s1.v;
-          o[1] = (double)s2.v;
-        }
+        for (int q = 0; q < R; ++q) fwdStatsNarrowRows(t, i + q, seg);
+    } else {
+      fwdStatsRows<V, R, COL, ROW>(t, i, seg, f1, f2);
     }
-    for (int64_t s0 = 0; s0 < n && !narrow; s0 += seg) {
-      const int64_t se = s0 + seg;
-      const int64_t n2 = se - seg % (2 * V::W);
-      const int64_t n1 = se - seg % V::W;
-      const float kr = ROW ? r[s0 - t.c0] : 0.f;
-      const V ks = V::set1(kr);
-      V a1 = V::zero(), a2 = V::zero(), b1 = V::zero(), b2 = V::zero();
-      double rs1 = 0, rs2 = 0;
-      int64_t j = s0;
-      // Row lanes run in float32 over at most kRowRun vectors before going to double.
-      constexpr int64_t kRowRun = 64 * V::W;
-      while (j < n2) {
-        const int64_t segEnd = j + kRowRun < n2 ? j + kRowRun : n2;
-        for (; j < segEnd; j += 2 * V::W) {
-          V v = V::load(r + j);
-          V w = V::load(r + j + V::W);
-          if (pk) v.store(pk + j), w.store(pk + j + V::W);
-          if (COL) {
-            colStep(v, j);
-            colStep(w, j + V::W);
-          }
-          if (ROW) {
-            V e = v - ks, g = w - ks;
-            a1 = a1 + e;
-            a2 = V::fma(e, e, a2);
-            b1 = b1 + g;
-            b2 = V::fma(g, g, b2);
-          }
-        }
-        if (ROW && j < n2) {
-          rs1 += (a1 + b1).hsum(), rs2 += (a2 + b2).hsum();
-          a1 = a2 = b1 = b2 = V::zero();
-        }
-      }
-      for (; j < n1; j += V::W) {
-        V v = V::load(r + j);
-        if (pk) v.store(pk + j);
-        if (COL) colStep(v, j);
-        if (ROW) {
-          V e = v - ks;
-          a1 = a1 + e;
-          a2 = V::fma(e, e, a2);
-        }
-      }
-      VScalar s1 = VScalar::zero(), s2 = VScalar::zero();
-      for (; j < se; ++j) {
-        VScalar v = VScalar::load(r + j);
-        if (pk) v.store(pk + j);
-        if (COL) colStep(v, j);
-        if (ROW) {
-          VScalar e = v - VScalar::set1(kr);
-          s1 = s1 + e;
-          s2 = VScalar::fma(e, e, s2);
-        }
-      }
-      if (ROW) {
-        double* o = t.rowOut + i * t.rowOutStride + (s0 / seg) * 2;
-        o[0] = rs1 + (a1 + b1).hsum() + (double)s1.v;
-        o[1] = rs2 + (a2 + b2).hsum() + (double)s2.v;
-      }
-    }
-    if (COL && ++sinceFlush == bln::kColFlushRows) {
-      for (int64_t k = 0; k < n; ++k) d1[k] += f1[k], d2[k] += f2[k], f1[k] = f2[k] = 0.f;
-      sinceFlush = 0;
+    if (COL && (sinceFlush += R) == bln::kColFlushRows) flush();
+  }
+  for (; i < t.rows; ++i) {
+    if (narrow) {
+      fwdStatsRows<V, 1, COL, false>(t, i, n, f1, f2);
+      if (ROW) fwdStatsNarrowRows(t, i, seg);
+    } else {
+      fwdStatsRows<V, 1, COL, ROW>(t, i, seg, f1, f2);
     }
   }
   if (COL) {
@@ -293,6 +311,37 @@ void bwdApplyKernel(const bln::BwdApplyTile& t) {
   if (t.stream) V::fence();
 }
 
+// Plain loops that the compiler vectorises at this file's SIMD level: UNIT (columns) has unit
+// strides throughout; the other form (a tile row's rows) reads K every kStride floats, sums
+// interleaved (sStride 2) and one scale. The optional outputs are hoisted out of the loop.
+template <bool STATS, bool UNIT>
+bool finRunLoop(int64_t n, const float* __restrict K, int64_t kStride, const double* __restrict S1, const double* __restrict S2,
+                double invN, double eps, const float* __restrict sc, float* __restrict om, float* __restrict ov,
+                float* __restrict hi, float* __restrict lo, float* __restrict co) {
+  const int64_t ks = UNIT ? 1 : kStride, ss = UNIT ? 1 : 2;
+  int bad = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const double s1 = S1[j * ss], s2 = S2[j * ss];
+    double mean, var;
+    bln::meanVar(K[j * ks], s1, s2, invN, &mean, &var);
+    const double v = var + eps;
+    bad |= int(!bln::invStdFloatRange(v)) | int(bln::sumsOverflowed(s1, s2));
+    const float h = static_cast<float>(mean);
+    if (STATS) om[j] = h, ov[j] = static_cast<float>(var);
+    hi[j] = h;
+    lo[j] = static_cast<float>(mean - static_cast<double>(h));
+    co[j] = (UNIT ? sc[j] : sc[0]) * bln::invStdFloat(v);
+  }
+  return bad == 0;
+}
+bool finRunKernel(const bln::FinRun& f) {
+  auto run = [&](auto loop) {
+    return loop(f.n, f.K, f.kStride, f.S1, f.S2, f.invN, f.eps, f.scale, f.mean, f.var, f.hi, f.lo, f.coef);
+  };
+  if (f.kStride == 1) return f.mean ? run(finRunLoop<true, true>) : run(finRunLoop<false, true>);
+  return f.mean ? run(finRunLoop<true, false>) : run(finRunLoop<false, false>);
+}
+
 template <class V>
 bln::KernelTable makeKernelTable(bln::SimdLevel level) {
   bln::KernelTable k;
@@ -304,5 +353,6 @@ bln::KernelTable makeKernelTable(bln::SimdLevel level) {
   k.fwdApply = &fwdApplyKernel<V>;
   k.bwdStats = &bwdStatsKernel<V>;
   k.bwdApply = &bwdApplyKernel<V>;
+  k.finRun = &finRunKernel;
   return k;
 }

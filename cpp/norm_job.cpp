@@ -45,30 +45,21 @@ struct NormJob {
     splitHiLo(mean, &mbh[mc], &mbl[mc]);
     A[mc] = gcw[c] * invStd(var, eps);
   }
-  // finCol for a run of columns in the training case (every statistic from the
-  // mini-batch, all written out): the same arithmetic without branches, so the
-  // compiler vectorises it.
-  void finColsTraining(int64_t m, int64_t c0, int64_t n, const double* __restrict S1, const double* __restrict S2) const {
+  // finCol for a run of columns in the training case (every statistic from the mini-batch, all
+  // written out), in the kernel table's vectorised finalisation; a run with any item outside its
+  // fast path is redone by finCol.
+  void finColsTraining(int64_t m, int64_t c0, int64_t n, const double* S1, const double* S2) const {
     const int64_t mc0 = m * d.C + c0;
-    const float* __restrict K = x + mc0;
-    const float* __restrict gw = gcw + c0;
-    float* __restrict om = out.batchMean + mc0;
-    float* __restrict ov = out.batchVar + mc0;
-    float* __restrict hi = mbh + mc0;
-    float* __restrict lo = mbl + mc0;
-    float* __restrict a = A + mc0;
-    for (int64_t j = 0; j < n; ++j) {
-      double mean, var;
-      meanVar(K[j], S1[j], S2[j], invB, &mean, &var);
-      const float h = static_cast<float>(mean);
-      om[j] = h;
-      ov[j] = static_cast<float>(var);
-      hi[j] = h;
-      lo[j] = static_cast<float>(mean - static_cast<double>(h));
-      a[j] = gw[j] * invStd(var, eps);
-    }
-    for (int64_t j = 0; j < n; ++j)
-      if (sumsOverflowed(S1[j], S2[j])) finCol(m, c0 + j, S1[j], S2[j]);
+    const FinRun f{n, x + mc0, 1, S1, S2, 1, invB, eps, gcw + c0, 1, out.batchMean + mc0, out.batchVar + mc0, mbh + mc0, mbl + mc0, A + mc0};
+    if (!k->finRun(f))
+      for (int64_t j = 0; j < n; ++j) finCol(m, c0 + j, S1[j], S2[j]);
+  }
+  // finRow for `n` consecutive rows from r0 (a tile row of several m), as finColsTraining.
+  void finRowsTraining(int64_t r0, int64_t n) const {
+    const double* S = rowPart + r0 * 2;
+    const FinRun f{n, x + r0 * d.C, d.C, S, S + 1, 2, invC, eps, &wff, 0, out.featureMean + r0, out.featureVar + r0, mfh + r0, mfl + r0, F + r0};
+    if (!k->finRun(f))
+      for (int64_t j = 0; j < n; ++j) finRow(r0 + j, S[2 * j], S[2 * j + 1]);
   }
   void finRow(int64_t r, double S1, double S2) const {
     double mean = 0, var = 0;
@@ -110,13 +101,12 @@ struct NormJob {
       k->fwdStats[needCol && needRow ? 0 : needCol ? 1 : 2](ft);
     }
     if (p.nBb == 1) {
-      for (int64_t s = 0; s < km; ++s) {
-        const double* s1 = cs1 + s * seg;
-        const double* s2 = cs2 + s * seg;
-        if (training)
-          finColsTraining(m + s, c0, seg, s1, s2);
-        else
-          for (int64_t j = 0; j < seg; ++j) finCol(m + s, c0 + j, needCol ? s1[j] : 0, needCol ? s2[j] : 0);
+      if (training) {
+        finColsTraining(m, c0, n, cs1, cs2);  // the km segments are consecutive in mc (gcw repeats)
+      } else {
+        for (int64_t s = 0; s < km; ++s)
+          for (int64_t j = 0; j < seg; ++j)
+            finCol(m + s, c0 + j, needCol ? cs1[s * seg + j] : 0, needCol ? cs2[s * seg + j] : 0);
       }
     } else if (needCol) {
       const int64_t MC = d.M * d.C;
@@ -124,7 +114,9 @@ struct NormJob {
       std::memcpy(p1, cs1, sizeof(double) * n);
       std::memcpy(p1 + MC, cs2, sizeof(double) * n);
     }
-    if (p.nCb == 1) {
+    if (p.nCb == 1 && training) {
+      for (int64_t i = 0; i < rows; ++i) finRowsTraining((b0 + i) * d.M + m, km);
+    } else if (p.nCb == 1) {
       for (int64_t i = 0; i < rows; ++i)
         for (int64_t s = 0; s < km; ++s) {
           const int64_t r = (b0 + i) * d.M + m + s;
@@ -167,13 +159,14 @@ struct NormJob {
     const int64_t MC = D.M * D.C, BM = D.B * D.M;
     const bool colParts = needCol && p.nBb > 1;
     Arena& ar = tlsArena;
-    ar.reset(Arena::bytesFor({2 * sizeof(float) * size_t(D.C), 3 * sizeof(float) * size_t(MC), 3 * sizeof(float) * size_t(BM),
+    const int64_t gcwLen = D.C * p.mk;  // gcw repeats per segment of a wide tile (finColsTraining)
+    ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), sizeof(float) * size_t(gcwLen), 3 * sizeof(float) * size_t(MC), 3 * sizeof(float) * size_t(BM),
                               needRow ? sizeof(double) * size_t(BM * p.nCb * 2) : 0,
                               colParts ? sizeof(double) * size_t(p.nBb * MC * 2) : 0,
                               p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C * p.mk) : 0}) +
              9 * 64);
     gc = ar.take<float>(D.C);
-    gcw = ar.take<float>(D.C);
+    gcw = ar.take<float>(gcwLen);
     mbh = ar.take<float>(MC);
     mbl = ar.take<float>(MC);
     A = ar.take<float>(MC);
@@ -187,6 +180,7 @@ struct NormJob {
       gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
       gcw[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC * wb);
     }
+    for (int64_t c = D.C; c < gcwLen; ++c) gcw[c] = gcw[c - D.C];
     invB = 1.0 / static_cast<double>(D.B);
     invC = 1.0 / static_cast<double>(D.C);
     wff = static_cast<float>(wf);

@@ -12,7 +12,10 @@
 #if defined(__CUDACC__)
 #define BLN_HD __host__ __device__ __forceinline__
 #else
-#define BLN_HD inline
+// Internal linkage on the host: the CPU kernels compiled with -mavx2/-mavx512f call these too,
+// and an inline function with external linkage would let the linker keep one of those copies
+// for the baseline code as well.
+#define BLN_HD static inline
 #endif
 
 namespace bln {
@@ -30,9 +33,14 @@ BLN_HD double weightBatch(double N) { return 1.0 - (1.0 / N + 1e-4); }
 //  - above FLT_MAX (deviations beyond ~1.8e19: the variance itself overflows float32) the
 //    double path keeps 1/sqrt finite, so y stays right where only the statistic overflows.
 // NaN stays NaN; an infinite variance gives 0.
+// invStd's two parts, for the vectorised finalisation (kernels_impl.h): v = var + eps in
+// float's normal range takes the float formula; other v go through invStd itself.
+// (`&`, not `&&`: no branch, so the loops that call these vectorise.)
+BLN_HD bool invStdFloatRange(double v) { return (v >= double(FLT_MIN)) & (v <= double(FLT_MAX)); }
+BLN_HD float invStdFloat(double v) { return 1.0f / std::sqrt(static_cast<float>(v)); }
 BLN_HD float invStd(double var, double eps) {
   const double v = var + eps;
-  if (v >= double(FLT_MIN) && v <= double(FLT_MAX)) return 1.0f / std::sqrt(static_cast<float>(v));
+  if (invStdFloatRange(v)) return invStdFloat(v);
   const double r = 1.0 / std::sqrt(v);
   return static_cast<float>(r > 1e30 ? 1e30 : r);
 }
@@ -49,17 +57,16 @@ BLN_HD void splitHiLo(double v, float* hi, float* lo) {
 // values (invN = 1/n). Negative round-off clamps to 0; NaN stays NaN.
 BLN_HD void meanVar(double K, double S1, double S2, double invN, double* mean, double* var) {
   const double m1 = S1 * invN;
-  double v = (S2 - S1 * m1) * invN;
-  if (v < 0) v = 0;
+  const double v = (S2 - S1 * m1) * invN;
   *mean = K + m1;
-  *var = v;
+  *var = v < 0 ? 0.0 : v;
 }
 
 // The kernels accumulate squared deviations in float32 over short runs: deviations beyond
 // ~3e18 overflow those partials (S2 = Inf) although the data and the true variance are
 // finite. A finite S1 (or mean) with a non-finite S2 (or M2) means exactly that (an Inf or
 // NaN input makes S1 non-finite too); the statistic is then recomputed by exactMeanVar.
-BLN_HD bool sumsOverflowed(double S1, double S2) { return std::isfinite(S1) && !std::isfinite(S2); }
+BLN_HD bool sumsOverflowed(double S1, double S2) { return std::isfinite(S1) & !std::isfinite(S2); }
 
 // Mean and biased variance of n floats `stride` apart, two passes in double: the rare
 // fallback for sumsOverflowed (float data squared never overflows double).
