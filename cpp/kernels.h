@@ -18,6 +18,8 @@ constexpr int64_t kMaxTileCols = 2048;
 // Rows ahead that the statistics kernels prefetch (rows are M*C floats apart, too
 // short and too far apart for the hardware prefetchers when C is small).
 constexpr int64_t kPrefetchRows = 4;
+// Rows of at least this many floats are left to the hardware prefetchers (kernels_impl.h).
+constexpr int64_t kPrefetchMaxRow = 256;
 // Column sums are kept in float32 for at most this many rows, then added into double.
 constexpr int64_t kColFlushRows = 32;
 
@@ -102,6 +104,18 @@ struct FinRun {
   float *hi, *lo, *coef;
 };
 
+// The same from given statistics (inference with population statistics): item j takes mean[j]
+// and var[j] and writes hi/lo and coef = scale[j*scaleStride] * invStd(var, eps) (scaleStride 0
+// or 1). Returns false where some var + eps is outside invStd's float path.
+struct FinGiven {
+  int64_t n;
+  const float *mean, *var;
+  double eps;
+  const float* scale;
+  int64_t scaleStride;
+  float *hi, *lo, *coef;
+};
+
 struct KernelTable {
   SimdLevel level;
   int width;
@@ -111,6 +125,7 @@ struct KernelTable {
   void (*bwdStats)(const BwdStatsTile&);
   void (*bwdApply)(const BwdApplyTile&);
   bool (*finRun)(const FinRun&);
+  bool (*finGiven)(const FinGiven&);
 };
 
 KernelTable kernelTableScalar();

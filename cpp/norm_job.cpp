@@ -154,6 +154,51 @@ struct NormJob {
     k->fwdApply(at);
   }
 
+  // Every statistic from the population: the coefficients first, then one pass over the tensor
+  // in memory order (a tile row is a whole batch row of M*C floats, segments of C), so x and y
+  // stream like a copy.
+  void runPopulation() {
+    const int64_t MC = d.M * d.C;
+    const int64_t finGrain = std::max<int64_t>(1024, kChunkElems / 4);
+    // Columns: runs of C (one m) through the vectorised kernel; an m with a variance outside
+    // its fast path is redone by finCol.
+    parallelFor(d.M, std::max<int64_t>(1, finGrain / d.C), p.slots, [&](int64_t b, int64_t e, int) {
+      for (int64_t m = b; m < e; ++m) {
+        const int64_t mc = m * d.C;
+        const FinGiven f{d.C, pop->batchMean + mc, pop->batchVar + mc, eps, gcw, 1, mbh + mc, mbl + mc, A + mc};
+        if (!k->finGiven(f))
+          for (int64_t c = 0; c < d.C; ++c) finCol(m, c, 0, 0);
+      }
+    });
+    // Rows: their coefficients depend on m alone, so M of them are made and read with
+    // coefStride 0 below.
+    const FinGiven f{d.M, pop->featureMean, pop->featureVar, eps, &wff, 0, mfh, mfl, F};
+    if (!k->finGiven(f))
+      for (int64_t m = 0; m < d.M; ++m) finRow(m, 0, 0);
+    const int64_t grain = std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, MC));
+    parallelFor(d.B, grain, p.slots, [&](int64_t b, int64_t e, int) {
+      FwdApplyTile at;
+      at.x = x + b * MC;
+      at.xStride = MC;
+      at.y = y + b * MC;
+      at.rows = e - b;
+      at.rowStride = MC;
+      at.n = MC;
+      at.gc = gc;
+      at.beta = beta;
+      at.mbh = mbh;
+      at.mbl = mbl;
+      at.A = A;
+      at.F = F;
+      at.mfh = mfh;
+      at.mfl = mfl;
+      at.coefStride = 0;
+      at.stream = stream;
+      at.seg = d.M > 1 ? d.C : 0;
+      k->fwdApply(at);
+    });
+  }
+
   void run() {
     const Dims& D = d;
     const int64_t MC = D.M * D.C, BM = D.B * D.M;
@@ -185,6 +230,7 @@ struct NormJob {
     invC = 1.0 / static_cast<double>(D.C);
     wff = static_cast<float>(wf);
 
+    if (!needCol && !needRow && (D.C >= k->width || MC <= kMaxTileCols)) return runPopulation();
     if (p.fused) {
       parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int slot) {
         float* pack = packs + int64_t(slot) * D.B * D.C * p.mk;

@@ -17,6 +17,8 @@ struct VScalar {
   static VScalar load(const float* p) { return {*p}; }
   static VScalar set1(float s) { return {s}; }
   static VScalar zero() { return {0.f}; }
+  // Lanes p[idx[0]], p[idx[1]], ...
+  static VScalar gather(const float* p, const int32_t* idx) { return {p[idx[0]]}; }
   void store(float* p) const { *p = v; }
   static constexpr bool kCanStream = false;
   void stream(float* p) const { *p = v; }
@@ -47,6 +49,9 @@ struct VSse4 {
   static VSse4 load(const float* p) { return {_mm_loadu_ps(p)}; }
   static VSse4 set1(float s) { return {_mm_set1_ps(s)}; }
   static VSse4 zero() { return {_mm_setzero_ps()}; }
+  static VSse4 gather(const float* p, const int32_t* idx) {
+    return {_mm_i32gather_ps(p, _mm_loadu_si128(reinterpret_cast<const __m128i*>(idx)), 4)};
+  }
   void store(float* p) const { _mm_storeu_ps(p, v); }
   static constexpr bool kCanStream = true;
   void stream(float* p) const { _mm_stream_ps(p, v); }
@@ -65,6 +70,9 @@ struct VAvx2 {
   static VAvx2 load(const float* p) { return {_mm256_loadu_ps(p)}; }
   static VAvx2 set1(float s) { return {_mm256_set1_ps(s)}; }
   static VAvx2 zero() { return {_mm256_setzero_ps()}; }
+  static VAvx2 gather(const float* p, const int32_t* idx) {
+    return {_mm256_i32gather_ps(p, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)), 4)};
+  }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   // Non-temporal stores in 16-byte pieces: p must be 16-byte aligned.
   static constexpr bool kCanStream = true;
@@ -96,6 +104,7 @@ struct VAvx512 {
   static VAvx512 load(const float* p) { return {_mm512_loadu_ps(p)}; }
   static VAvx512 set1(float s) { return {_mm512_set1_ps(s)}; }
   static VAvx512 zero() { return {_mm512_setzero_ps()}; }
+  static VAvx512 gather(const float* p, const int32_t* idx) { return {_mm512_i32gather_ps(_mm512_loadu_si512(idx), p, 4)}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   static constexpr bool kCanStream = true;
   void stream(float* p) const {
@@ -126,6 +135,10 @@ struct VNeon {
   static VNeon load(const float* p) { return {vld1q_f32(p)}; }
   static VNeon set1(float s) { return {vdupq_n_f32(s)}; }
   static VNeon zero() { return {vdupq_n_f32(0.f)}; }
+  static VNeon gather(const float* p, const int32_t* idx) {
+    const float l[4] = {p[idx[0]], p[idx[1]], p[idx[2]], p[idx[3]]};
+    return {vld1q_f32(l)};
+  }
   void store(float* p) const { vst1q_f32(p, v); }
   static constexpr bool kCanStream = false;
   void stream(float* p) const { vst1q_f32(p, v); }
