@@ -47,9 +47,24 @@ struct BackJob {
     T[r] = static_cast<float>(k.T);
   }
 
+  // Columns c0.. c0+n of m through the vectorised finalisation; a run with a variance outside its
+  // fast path goes through finCol one by one (the kernel then added nothing).
+  void finCols(int64_t m, int64_t c0, int64_t n, const double* Sdy, const double* Sdyxb, const double* Sdyxf, int slot) const {
+    const int64_t mc = m * d.C + c0;
+    double* acc = slotAcc + static_cast<int64_t>(slot) * d.C * 2;
+    const FinBwdCols f{n, st.batchVar + mc, Sdy, Sdyxb, Sdyxf, gamma + c0, d.B, wf, wb, invSqrtC, eps,
+                       U + mc, V + mc, Wc + mc, acc + c0, acc + d.C + c0};
+    if (!k->finBwdCols(f))
+      for (int64_t j = 0; j < n; ++j) finCol(m, c0 + j, Sdy[j], Sdyxb[j], Sdyxf[j], slot);
+  }
+
+  // A tile: `km` consecutive m (segments of n = C columns) where widenTiles made wide tiles.
   void statsTile(int64_t t, int slot, float* packX, float* packDy) const {
     int64_t m, c0, n, b0, rows;
     p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t km = std::min(p.mk, d.M - m);
+    const int64_t seg = n;
+    n *= km;
     const int64_t cb = c0 / p.cw, bb = b0 / p.bt;
     const int64_t r0 = b0 * d.M + m;
     double s[3][kMaxTileCols];
@@ -71,9 +86,10 @@ struct BackJob {
     bt.rowOutStride = d.M * p.nCb * 2;
     bt.packX = packX;
     bt.packDy = packDy;
+    bt.seg = km > 1 ? seg : 0;
     k->bwdStats(bt);
     if (p.nBb == 1) {
-      for (int64_t j = 0; j < n; ++j) finCol(m, c0 + j, s[0][j], s[1][j], s[2][j], slot);
+      for (int64_t q = 0; q < km; ++q) finCols(m + q, c0, seg, s[0] + q * seg, s[1] + q * seg, s[2] + q * seg, slot);
     } else {
       const int64_t MC = d.M * d.C;
       double* p1 = colPart + bb * MC * 3 + m * d.C + c0;
@@ -81,8 +97,8 @@ struct BackJob {
     }
     if (p.nCb == 1) {
       for (int64_t i = 0; i < rows; ++i) {
-        const int64_t r = (b0 + i) * d.M + m;
-        finRow(r, rowPart[r * 2], rowPart[r * 2 + 1]);
+        const int64_t r = (b0 + i) * d.M + m;  // the tile row's km rows are r .. r + km - 1
+        k->finBwdRows(FinBwdRows{km, rf + r, rowPart + r * 2, d.C, wf, P + r, Q + r, T + r});
       }
     }
   }
@@ -90,6 +106,9 @@ struct BackJob {
   void applyTile(int64_t t, const float* packX, const float* packDy) const {
     int64_t m, c0, n, b0, rows;
     p.tileAt(t, &m, &c0, &n, &b0, &rows);
+    const int64_t km = std::min(p.mk, d.M - m);
+    const int64_t seg = n;
+    n *= km;
     const int64_t mc = m * d.C + c0;
     const int64_t r0 = b0 * d.M + m;
     BwdApplyTile at;
@@ -111,6 +130,7 @@ struct BackJob {
     at.muf = st.featureMean + r0;
     at.coefStride = d.M;
     at.stream = stream;
+    at.seg = km > 1 ? seg : 0;
     k->bwdApply(at);
   }
 
@@ -123,7 +143,7 @@ struct BackJob {
                               sizeof(double) * size_t(BM * p.nCb * 2),
                               p.nBb > 1 ? sizeof(double) * size_t(p.nBb * MC * 3) : 0,
                               sizeof(double) * size_t(slots) * size_t(D.C) * 2,
-                              p.fused ? 2 * sizeof(float) * size_t(slots) * size_t(D.B * D.C) : 0}) +
+                              p.fused ? 2 * sizeof(float) * size_t(slots) * size_t(D.B * D.C * p.mk) : 0}) +
              11 * 64);
     gc = ar.take<float>(D.C);
     U = ar.take<float>(MC);
@@ -136,7 +156,7 @@ struct BackJob {
     rowPart = ar.take<double>(BM * p.nCb * 2);
     colPart = p.nBb > 1 ? ar.take<double>(p.nBb * MC * 3) : nullptr;
     slotAcc = ar.take<double>(int64_t(slots) * D.C * 2);
-    packs = p.fused ? ar.take<float>(2 * int64_t(slots) * D.B * D.C) : nullptr;
+    packs = p.fused ? ar.take<float>(2 * int64_t(slots) * D.B * D.C * p.mk) : nullptr;
     std::fill(slotAcc, slotAcc + int64_t(slots) * D.C * 2, 0.0);
     for (int64_t c = 0; c < D.C; ++c) gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
     parallelFor(BM, 1 << 14, slots, [&](int64_t b, int64_t e, int) {
@@ -145,8 +165,8 @@ struct BackJob {
 
     if (p.fused) {
       parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int slot) {
-        float* px = packs + 2 * int64_t(slot) * D.B * D.C;
-        float* pd = px + D.B * D.C;
+        float* px = packs + 2 * int64_t(slot) * D.B * D.C * p.mk;
+        float* pd = px + D.B * D.C * p.mk;
         for (int64_t t = b; t < e; ++t) statsTile(t, slot, px, pd), applyTile(t, px, pd);
       });
     } else {
@@ -206,6 +226,7 @@ void cpuBackward(const BackwardArgs& a) {
   j.dx = a.dx, j.dgamma = a.dgamma, j.dbeta = a.dbeta;
   j.p = cpu::makePlan(a.d, 8);
   j.stream = cpu::useStreaming(a.d, j.p, a.dx, true);
+  cpu::widenTiles(j.p, 8);
   j.k = &activeKernels();
   cpu::TrimOnExit trim;
   j.run();

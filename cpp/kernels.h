@@ -69,6 +69,9 @@ struct BwdStatsTile {
   double* rowOut;  // rowOut[i*rowOutStride + {0,1}] = {Rg, Rgxf} (written)
   int64_t rowOutStride;
   float *packX, *packDy;  // optional contiguous copies ([rows][n]) for the apply pass
+  // Segments of `seg` columns (several consecutive m, as in FwdStatsTile): gc is per channel (seg
+  // long), muf/rf of segment s at [i*coefStride + s], its sums at rowOut[i*rowOutStride + s*2].
+  int64_t seg = 0;  // 0: one segment
 };
 
 // dx = gc*dy*(P + U) - (Q + V) - T*(x - muf) - Wc*(x - mub)
@@ -82,6 +85,7 @@ struct BwdApplyTile {
   const float *P, *Q, *T, *muf;        // per row, stride coefStride
   int64_t coefStride;
   bool stream;  // non-temporal stores: every row of dx 16-byte aligned, n % 4 == 0
+  int64_t seg = 0;  // segments as in BwdStatsTile (gc per channel; P, Q, T, muf at [i*coefStride + s])
 };
 
 // Finalisation of n rows or columns from the statistics kernels' shifted sums (numerics.h's
@@ -116,6 +120,30 @@ struct FinGiven {
   float *hi, *lo, *coef;
 };
 
+// Backward finalisation of n columns (numerics.h's bwdColCoefs with rb = invStd(batchVar, eps)):
+// U, V, W written and this m's dgamma/dbeta terms added to accG/accB, item j at j. Returns false
+// where some batchVar + eps is outside invStd's float path (the caller redoes the run one by one,
+// before anything is added: nothing is accumulated then).
+struct FinBwdCols {
+  int64_t n;
+  const float* batchVar;
+  const double *Sdy, *Sdyxb, *Sdyxf;
+  const float* gamma;
+  int64_t B;
+  double wf, wb, invSqrtC, eps;
+  float *U, *V, *W;
+  double *accG, *accB;
+};
+// Backward finalisation of n consecutive rows (bwdRowCoefs): rf[j], sums at S[2j], S[2j+1].
+struct FinBwdRows {
+  int64_t n;
+  const float* rf;
+  const double* S;
+  int64_t C;
+  double wf;
+  float *P, *Q, *T;
+};
+
 struct KernelTable {
   SimdLevel level;
   int width;
@@ -126,6 +154,8 @@ struct KernelTable {
   void (*bwdApply)(const BwdApplyTile&);
   bool (*finRun)(const FinRun&);
   bool (*finGiven)(const FinGiven&);
+  bool (*finBwdCols)(const FinBwdCols&);
+  void (*finBwdRows)(const FinBwdRows&);
 };
 
 KernelTable kernelTableScalar();

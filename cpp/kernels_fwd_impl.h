@@ -1,0 +1,252 @@
+// Forward and inference kernels, and the row helpers the backward ones share (prefetch, writeRow).
+// Part of kernels_impl.h (included inside each kernels_<level>.cpp's anonymous namespace).
+
+// Software prefetch of rows ahead only for short rows: from kPrefetchMaxRow floats on, the
+// hardware prefetchers follow a row and the extra requests only fill the miss queues (forward
+// [64,32,32,64] 1.73 -> 1.55x a copy without them on the AVX-512 Xeon; backward's 64-float rows
+// need them: 4.46 -> 5.24x without).
+inline void prefetchRow(const float* p, int64_t n) {
+  if (n >= bln::kPrefetchMaxRow) return;
+  for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(p + j, 0, 3);
+  __builtin_prefetch(p + n - 1, 0, 3);
+}
+// Asks for an output row ahead of its stores (its read-for-ownership misses then overlap).
+inline void prefetchRowForWrite(float* p, int64_t n) {
+  if (n >= bln::kPrefetchMaxRow) return;
+  for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(p + j, 1, 3);
+  __builtin_prefetch(p + n - 1, 1, 3);
+}
+
+// One step of fwdStatsKernel at column j for R rows (VV: the full vector or the scalar tail): the
+// packing, the column partials (loaded and stored once for the R rows) and each row's lanes.
+template <class VV, int R, bool COL, bool ROW>
+inline void fwdStatsStep(const bln::FwdStatsTile& t, const float* const* r, float* const* pk, int64_t j, float* f1,
+                         float* f2, const float* kr, VV* a1, VV* a2) {
+  VV v[R];
+  for (int q = 0; q < R; ++q) {
+    v[q] = VV::load(r[q] + j);
+    if (pk[q]) v[q].store(pk[q] + j);
+  }
+  if (COL) {
+    const VV c = VV::load(t.colShift + j);
+    VV d = v[0] - c;
+    VV s1 = d, s2 = VV::fma(d, d, VV::load(f2 + j));
+    for (int q = 1; q < R; ++q) {
+      d = v[q] - c;
+      s1 = s1 + d;
+      s2 = VV::fma(d, d, s2);
+    }
+    (VV::load(f1 + j) + s1).store(f1 + j);
+    s2.store(f2 + j);
+  }
+  if (ROW)
+    for (int q = 0; q < R; ++q) {
+      const VV e = v[q] - VV::set1(kr[q]);
+      a1[q] = a1[q] + e;
+      a2[q] = VV::fma(e, e, a2[q]);
+    }
+}
+
+// R rows from row i of a statistics tile, segment by segment (`seg` columns; rows: ROW).
+template <class V, int R, bool COL, bool ROW>
+inline void fwdStatsRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, float* f1, float* f2) {
+  const int64_t n = t.n;
+  const float* r[R];
+  float* pk[R];
+  for (int q = 0; q < R; ++q) {
+    r[q] = t.x + (i + q) * t.rowStride;
+    pk[q] = t.pack ? t.pack + (i + q) * n : nullptr;
+    if (i + q + bln::kPrefetchRows < t.rows) prefetchRow(r[q] + bln::kPrefetchRows * t.rowStride, n);
+  }
+  // Row lanes run in float32 over at most kRowRun columns before going to double.
+  constexpr int64_t kRowRun = 32 * V::W;
+  for (int64_t s0 = 0, si = 0; s0 < n; s0 += seg, ++si) {
+    const int64_t se = s0 + seg, n1 = se - seg % V::W;
+    float kr[R];
+    V a1[R], a2[R];
+    VScalar h1[R], h2[R];
+    double rs1[R], rs2[R];
+    for (int q = 0; q < R; ++q) {
+      kr[q] = ROW ? r[q][s0 - t.c0] : 0.f;
+      a1[q] = a2[q] = V::zero();
+      h1[q] = h2[q] = VScalar::zero();
+      rs1[q] = rs2[q] = 0;
+    }
+    int64_t j = s0;
+    while (j < n1) {
+      const int64_t runEnd = j + kRowRun < n1 ? j + kRowRun : n1;
+      for (; j < runEnd; j += V::W) fwdStatsStep<V, R, COL, ROW>(t, r, pk, j, f1, f2, kr, a1, a2);
+      if (ROW)
+        for (int q = 0; q < R; ++q) rs1[q] += a1[q].hsum(), rs2[q] += a2[q].hsum(), a1[q] = a2[q] = V::zero();
+    }
+    for (; j < se; ++j) fwdStatsStep<VScalar, R, COL, ROW>(t, r, pk, j, f1, f2, kr, h1, h2);
+    if (ROW)
+      for (int q = 0; q < R; ++q) {
+        double* o = t.rowOut + (i + q) * t.rowOutStride + si * 2;
+        o[0] = rs1[q] + (double)h1[q].v;
+        o[1] = rs2[q] + (double)h2[q].v;
+      }
+  }
+}
+
+// Row sums of `seg`-wide segments narrower than a vector (fwdStatsKernel's narrow case; the row
+// is in L1 from the column pass): W segments at a time, lane l gathering segment l's values, each
+// lane summing in float32 in the same order as the scalar tail.
+template <class V>
+inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, const int32_t* gi) {
+  const float* r = t.x + i * t.rowStride;
+  double* o = t.rowOut + i * t.rowOutStride;
+  const int64_t nseg = t.n / seg;
+  int64_t s = 0;
+  alignas(64) float l1[V::W], l2[V::W];
+  for (; s + V::W <= nseg; s += V::W) {
+    const float* base = r + s * seg;
+    const V k = V::gather(base - t.c0, gi);
+    V a1 = V::zero(), a2 = V::zero();
+    for (int64_t c = 0; c < seg; ++c) {
+      const V e = V::gather(base + c, gi) - k;
+      a1 = a1 + e;
+      a2 = V::fma(e, e, a2);
+    }
+    a1.store(l1);
+    a2.store(l2);
+    for (int l = 0; l < V::W; ++l) o[(s + l) * 2] = (double)l1[l], o[(s + l) * 2 + 1] = (double)l2[l];
+  }
+  for (; s < nseg; ++s) {
+    const float* base = r + s * seg;
+    const VScalar k = VScalar::set1(base[-t.c0]);
+    VScalar a1 = VScalar::zero(), a2 = VScalar::zero();
+    for (int64_t c = 0; c < seg; ++c) {
+      const VScalar e = VScalar::load(base + c) - k;
+      a1 = a1 + e;
+      a2 = VScalar::fma(e, e, a2);
+    }
+    o[s * 2] = (double)a1.v;
+    o[s * 2 + 1] = (double)a2.v;
+  }
+}
+
+// Rows go four at a time, so each column's float32 partials are loaded and stored once per four
+// rows; the partials are added into double every kColFlushRows rows (a multiple of four).
+template <class V, bool COL, bool ROW>
+void fwdStatsKernel(const bln::FwdStatsTile& t) {
+  const int64_t n = t.n;
+  alignas(64) float f1[bln::kMaxTileCols];
+  alignas(64) float f2[bln::kMaxTileCols];
+  double d1[bln::kMaxTileCols];
+  double d2[bln::kMaxTileCols];
+  if (COL) {
+    for (int64_t j = 0; j < n; ++j) f1[j] = f2[j] = 0.f, d1[j] = d2[j] = 0.0;
+  }
+  const int64_t seg = t.seg > 0 ? t.seg : n;
+  // Segments narrower than a vector (tiles of several m at small C, e.g. C = 6): the column sums
+  // and the packing run over the whole row in vectors, and each segment's row sums apart.
+  const bool narrow = seg < n && seg < V::W;
+  alignas(64) int32_t gi[V::W];  // narrow: lane l reads segment l
+  for (int l = 0; l < V::W; ++l) gi[l] = static_cast<int32_t>(l * seg);
+  constexpr int64_t R = 4;
+  static_assert(bln::kColFlushRows % R == 0, "row blocks must not straddle a flush");
+  int64_t i = 0, sinceFlush = 0;
+  auto flush = [&] {
+    for (int64_t k = 0; k < n; ++k) d1[k] += f1[k], d2[k] += f2[k], f1[k] = f2[k] = 0.f;
+    sinceFlush = 0;
+  };
+  for (; i + R <= t.rows; i += R) {
+    if (narrow) {
+      fwdStatsRows<V, R, COL, false>(t, i, n, f1, f2);
+      if (ROW)
+        for (int q = 0; q < R; ++q) fwdStatsNarrowRows<V>(t, i + q, seg, gi);
+    } else {
+      fwdStatsRows<V, R, COL, ROW>(t, i, seg, f1, f2);
+    }
+    if (COL && (sinceFlush += R) == bln::kColFlushRows) flush();
+  }
+  for (; i < t.rows; ++i) {
+    if (narrow) {
+      fwdStatsRows<V, 1, COL, false>(t, i, n, f1, f2);
+      if (ROW) fwdStatsNarrowRows<V>(t, i, seg, gi);
+    } else {
+      fwdStatsRows<V, 1, COL, ROW>(t, i, seg, f1, f2);
+    }
+  }
+  if (COL) {
+    for (int64_t k = 0; k < n; ++k) {
+      t.colS1[k] = d1[k] + f1[k];
+      t.colS2[k] = d2[k] + f2[k];
+    }
+  }
+}
+
+// Writes val(x, j) for j in [0, n) of one row. With `stream` (only requested when
+// the row is 16-byte aligned and n is a multiple of 4, see plan.cpp) every store
+// of the row is non-temporal, so no cache line mixes the two kinds of store.
+#if defined(__AVX2__) || defined(__AVX512F__)
+using VStreamTail = VSse4;
+#else
+using VStreamTail = VScalar;
+#endif
+template <class V, class Val>
+inline void writeRow(float* out, int64_t n, bool stream, const Val& val) {
+  int64_t j = 0;
+  if (V::kCanStream && stream) {
+    for (; j + V::W <= n; j += V::W) val(V{}, j).stream(out + j);
+    for (; j + VStreamTail::W <= n; j += VStreamTail::W) val(VStreamTail{}, j).stream(out + j);
+  } else {
+    for (; j + V::W <= n; j += V::W) val(V{}, j).store(out + j);
+  }
+  for (; j < n; ++j) val(VScalar{}, j).store(out + j);
+}
+
+template <class V>
+void fwdApplyKernel(const bln::FwdApplyTile& t) {
+  const int64_t n = t.n;
+  const int64_t seg = t.seg > 0 ? t.seg : n;
+  // Segments narrower than a vector (see fwdStatsKernel): the per-segment coefficients are spread
+  // over the row's elements first, so the row is one vector pass with the same arithmetic per element.
+  const bool narrow = seg < n && seg < V::W;
+  alignas(64) float gcx[bln::kMaxTileCols], bex[bln::kMaxTileCols];
+  alignas(64) int32_t segOf[bln::kMaxTileCols + 16];  // narrow: element j's segment (gather index)
+  if (narrow) {
+    for (int64_t s0 = 0; s0 < n; s0 += seg)
+      for (int64_t k = 0; k < seg; ++k)
+        gcx[s0 + k] = t.gc[k], bex[s0 + k] = t.beta[k], segOf[s0 + k] = static_cast<int32_t>(s0 / seg);
+  }
+  for (int64_t i = 0; i < t.rows; ++i) {
+    const float* xrow = t.x + i * t.xStride;
+    float* yrow = t.y + i * t.rowStride;
+    if (i + bln::kPrefetchRows < t.rows) prefetchRowForWrite(yrow + bln::kPrefetchRows * t.rowStride, n);
+    if (narrow) {
+      // Each element's per-segment coefficients gathered from the row's (consecutive) ones.
+      const float *Fr = t.F + i * t.coefStride, *mhr = t.mfh + i * t.coefStride, *mlr = t.mfl + i * t.coefStride;
+      writeRow<V>(yrow, n, t.stream, [&](auto tag, int64_t j) {
+        using VV = decltype(tag);
+        VV xv = VV::load(xrow + j);
+        VV tb = (xv - VV::load(t.mbh + j)) - VV::load(t.mbl + j);
+        VV acc = VV::fma(VV::load(t.A + j), tb, VV::load(bex + j));
+        VV tf = (xv - VV::gather(mhr, segOf + j)) - VV::gather(mlr, segOf + j);
+        return VV::fma(VV::load(gcx + j) * VV::gather(Fr, segOf + j), tf, acc);
+      });
+      continue;
+    }
+    for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s) {
+      const float* xr = xrow + s0;
+      float* yr = yrow + s0;
+      const float* mbh = t.mbh + s0;
+      const float* mbl = t.mbl + s0;
+      const float* A = t.A + s0;
+      const float F = t.F[i * t.coefStride + s];
+      const float mh = t.mfh[i * t.coefStride + s];
+      const float ml = t.mfl[i * t.coefStride + s];
+      writeRow<V>(yr, seg, t.stream, [&](auto tag, int64_t j) {
+        using VV = decltype(tag);
+        VV xv = VV::load(xr + j);
+        VV tb = (xv - VV::load(mbh + j)) - VV::load(mbl + j);
+        VV acc = VV::fma(VV::load(A + j), tb, VV::load(t.beta + j));
+        VV tf = (xv - VV::set1(mh)) - VV::set1(ml);
+        return VV::fma(VV::load(t.gc + j) * VV::set1(F), tf, acc);
+      });
+    }
+  }
+  if (t.stream) V::fence();
+}
+
