@@ -134,6 +134,36 @@ struct BackJob {
     k->bwdApply(at);
   }
 
+  // The two-pass path's apply in memory order (as the forward's): a tile row is a whole batch row
+  // of M*C floats, segments of C.
+  void applyInOrder() const {
+    const int64_t MC = d.M * d.C;
+    const int64_t grain = std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, MC));
+    parallelFor(d.B, grain, p.slots, [&](int64_t b, int64_t e, int) {
+      BwdApplyTile at;
+      at.x = x + b * MC;
+      at.dy = dy + b * MC;
+      at.inStride = MC;
+      at.dx = dx + b * MC;
+      at.rows = e - b;
+      at.rowStride = MC;
+      at.n = MC;
+      at.gc = gc;
+      at.U = U;
+      at.V = V;
+      at.Wc = Wc;
+      at.mub = st.batchMean;
+      at.P = P + b * d.M;
+      at.Q = Q + b * d.M;
+      at.T = T + b * d.M;
+      at.muf = st.featureMean + b * d.M;
+      at.coefStride = d.M;
+      at.stream = stream;
+      at.seg = d.M > 1 ? d.C : 0;
+      k->bwdApply(at);
+    });
+  }
+
   void run() {
     const Dims& D = d;
     const int64_t MC = D.M * D.C, BM = D.B * D.M;
@@ -197,9 +227,13 @@ struct BackJob {
           }
         });
       }
-      parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int) {
-        for (int64_t t = b; t < e; ++t) applyTile(t, nullptr, nullptr);
-      });
+      if (D.C >= k->width || MC <= kMaxTileCols) {
+        applyInOrder();
+      } else {
+        parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int) {
+          for (int64_t t = b; t < e; ++t) applyTile(t, nullptr, nullptr);
+        });
+      }
     }
     for (int64_t c = 0; c < D.C; ++c) {
       double g = 0, bsum = 0;

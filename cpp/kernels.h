@@ -91,8 +91,9 @@ struct BwdApplyTile {
 // Finalisation of n rows or columns from the statistics kernels' shifted sums (numerics.h's
 // meanVar around the item's first value K, splitHiLo, invStd): item j reads K[j*kStride],
 // S1[j*sStride], S2[j*sStride], scale[j*scaleStride] and writes mean/var (optional), hi/lo and
-// coef = scale * invStd(var, eps) at j. Two forms: columns (every stride 1) and the rows of a
-// tile row (kStride = C > 1, sums interleaved: sStride 2, one scale: scaleStride 0). Returns false where some item needs numerics.h's exact
+// coef = scale * invStd(var, eps) at j. Two forms, told apart by sStride: columns (every stride
+// 1) and the rows of a tile row (kStride = C, which may be 1; sums interleaved: sStride 2; one
+// scale: scaleStride 0). Returns false where some item needs numerics.h's exact
 // path (overflowed sums, var + eps outside float's normal range, NaN): the caller then redoes
 // those items one by one.
 struct FinRun {

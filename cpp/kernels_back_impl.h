@@ -12,6 +12,8 @@ struct BwdSegs {
   alignas(64) int32_t segOf[bln::kMaxTileCols + 16];
   const float* gcx;  // gc per column of the tile
   bool narrow;
+  static bool narrowOnly(int64_t n, int64_t seg, int W) { return seg < n && seg < W; }
+  // n <= kMaxTileCols (0: nothing to set up).
   template <int W>
   void init(const float* gc0, int64_t n, int64_t seg) {
     narrow = seg < n && seg < W;
@@ -162,8 +164,8 @@ template <class V>
 void bwdApplyKernel(const bln::BwdApplyTile& t) {
   const int64_t n = t.n;
   const int64_t seg = t.seg > 0 ? t.seg : n;
-  BwdSegs sg;
-  sg.init<V::W>(t.gc, n, seg);
+  BwdSegs sg;  // used for narrow segments only (then n <= kMaxTileCols); wide ones index gc per segment
+  sg.init<V::W>(t.gc, sg.narrowOnly(n, seg, V::W) ? n : 0, seg);
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* xrow = t.x + i * t.inStride;
     const float* drow = t.dy + i * t.inStride;
@@ -171,10 +173,10 @@ void bwdApplyKernel(const bln::BwdApplyTile& t) {
     if (i + bln::kPrefetchRows < t.rows) prefetchRowForWrite(orow + bln::kPrefetchRows * t.rowStride, n);
     const int64_t ci = i * t.coefStride;
     // The two branches separately: each cancels within itself (g - mean(g) - ...).
-    auto val = [&](auto tag, int64_t j, auto P, auto Q, auto T, auto muf) {
+    auto val = [&](auto tag, int64_t j, auto gc, auto P, auto Q, auto T, auto muf) {
       using VV = decltype(tag);
       VV xv = VV::load(xrow + j);
-      VV g = VV::load(drow + j) * VV::load(sg.gcx + j);
+      VV g = VV::load(drow + j) * gc;
       VV rf = VV::fnma(T, xv - muf, VV::fma(g, P, VV::zero() - Q));
       VV rb = VV::fnma(VV::load(t.Wc + j), xv - VV::load(t.mub + j), VV::fma(g, VV::load(t.U + j), VV::zero() - VV::load(t.V + j)));
       return rf + rb;
@@ -184,7 +186,7 @@ void bwdApplyKernel(const bln::BwdApplyTile& t) {
       writeRow<V>(orow, n, t.stream, [&](auto tag, int64_t j) {
         using VV = decltype(tag);
         const int32_t* so = sg.segOf + j;
-        return val(tag, j, VV::gather(Pr, so), VV::gather(Qr, so), VV::gather(Tr, so), VV::gather(mr, so));
+        return val(tag, j, VV::load(sg.gcx + j), VV::gather(Pr, so), VV::gather(Qr, so), VV::gather(Tr, so), VV::gather(mr, so));
       });
       continue;
     }
@@ -192,7 +194,7 @@ void bwdApplyKernel(const bln::BwdApplyTile& t) {
       const float P = t.P[ci + si], Q = t.Q[ci + si], T = t.T[ci + si], muf = t.muf[ci + si];
       writeRow<V>(orow + s0, seg, t.stream, [&](auto tag, int64_t j) {
         using VV = decltype(tag);
-        return val(tag, s0 + j, VV::set1(P), VV::set1(Q), VV::set1(T), VV::set1(muf));
+        return val(tag, s0 + j, VV::load(t.gc + j), VV::set1(P), VV::set1(Q), VV::set1(T), VV::set1(muf));
       });
     }
   }

@@ -25,7 +25,9 @@ bool finRunLoop(int64_t n, const float* __restrict K, int64_t kStride, const dou
     double mean, var;
     bln::meanVar(K[j * ks], s1, s2, invN, &mean, &var);
     const double v = var + eps;
-    bad |= int(!bln::invStdFloatRange(v)) | int(bln::sumsOverflowed(s1, s2));
+    // Non-finite sums (NaN or Inf data, or overflowed partials) go to the exact path, which alone
+    // owns those cases.
+    bad |= int(!bln::invStdFloatRange(v)) | int(!std::isfinite(s1)) | int(!std::isfinite(s2));
     const float h = static_cast<float>(mean);
     if (STATS) om[j] = h, ov[j] = static_cast<float>(var);
     hi[j] = h;
@@ -38,7 +40,7 @@ bool finRunKernel(const bln::FinRun& f) {
   auto run = [&](auto loop) {
     return loop(f.n, f.K, f.kStride, f.S1, f.S2, f.invN, f.eps, f.scale, f.mean, f.var, f.hi, f.lo, f.coef);
   };
-  if (f.kStride == 1) return f.mean ? run(finRunLoop<true, true>) : run(finRunLoop<false, true>);
+  if (f.sStride == 1) return f.mean ? run(finRunLoop<true, true>) : run(finRunLoop<false, true>);
   return f.mean ? run(finRunLoop<true, false>) : run(finRunLoop<false, false>);
 }
 

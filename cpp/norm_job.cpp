@@ -175,6 +175,14 @@ struct NormJob {
     const FinGiven f{d.M, pop->featureMean, pop->featureVar, eps, &wff, 0, mfh, mfl, F};
     if (!k->finGiven(f))
       for (int64_t m = 0; m < d.M; ++m) finRow(m, 0, 0);
+    applyInOrder(true);
+  }
+
+  // The apply pass in memory order once every coefficient is made: a tile row is a whole batch
+  // row of M*C floats (segments of C), so x and y stream like a copy. Row coefficients per row
+  // (coefStride M), or per m alone (perM: coefStride 0).
+  void applyInOrder(bool perM) const {
+    const int64_t MC = d.M * d.C;
     const int64_t grain = std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, MC));
     parallelFor(d.B, grain, p.slots, [&](int64_t b, int64_t e, int) {
       FwdApplyTile at;
@@ -189,15 +197,16 @@ struct NormJob {
       at.mbh = mbh;
       at.mbl = mbl;
       at.A = A;
-      at.F = F;
-      at.mfh = mfh;
-      at.mfl = mfl;
-      at.coefStride = 0;
+      at.F = perM ? F : F + b * d.M;
+      at.mfh = perM ? mfh : mfh + b * d.M;
+      at.mfl = perM ? mfl : mfl + b * d.M;
+      at.coefStride = perM ? 0 : d.M;
       at.stream = stream;
       at.seg = d.M > 1 ? d.C : 0;
       k->fwdApply(at);
     });
   }
+  bool canApplyInOrder() const { return d.C >= k->width || d.M * d.C <= kMaxTileCols; }
 
   void run() {
     const Dims& D = d;
@@ -230,7 +239,7 @@ struct NormJob {
     invC = 1.0 / static_cast<double>(D.C);
     wff = static_cast<float>(wf);
 
-    if (!needCol && !needRow && (D.C >= k->width || MC <= kMaxTileCols)) return runPopulation();
+    if (!needCol && !needRow && canApplyInOrder()) return runPopulation();
     if (p.fused) {
       parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int slot) {
         float* pack = packs + int64_t(slot) * D.B * D.C * p.mk;
@@ -265,6 +274,7 @@ struct NormJob {
         }
       });
     }
+    if (canApplyInOrder()) return applyInOrder(false);
     parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) applyTile(t, nullptr);
     });

@@ -206,6 +206,34 @@ const smallShape = fc
   .map(([B, mid, C]) => [B, ...mid, C]);
 const poison = fc.constantFrom(NaN, Infinity, -Infinity);
 
+// Regression: rows of one feature (C = 1) in tiles of several m were finalised as if they were
+// columns (sums read with the wrong stride, and a scale read past its one value), so a NaN in any
+// row but a tile's first came out as a variance of 0. Every SIMD level, every row position.
+describe('C = 1 in tiles of several m: a NaN row reaches exactly its own feature statistics', () => {
+  const initial = bln.backendInfo();
+  afterAll(() => {
+    bln.configure({ simd: initial.simd, threads: initial.threads });
+  });
+  test.each(initial.simdSupported)('%s', (level) => {
+    bln.configure({ simd: level });
+    for (const shape of [[1, 12, 1], [2, 3, 4, 1], [3, 40, 1]]) {
+      const { B, M } = dims(shape);
+      for (let r = 0; r < B * M; r++) {
+        const seed = freshSeed();
+        const { x, gamma, beta } = makeInputs(new Rng(seed), shape);
+        x[r] = NaN;
+        const label = `${level} ${ctx(seed, shape, `NaN at ${r}`)}`;
+        const ref = refForward(x, shape, gamma, beta);
+        const f = bln.forward(x, shape, gamma, beta);
+        for (const key of bln.STAT_KEYS) expectSameNonFinite(f.stats[key], ref.stats[key], `${key} ${label}`);
+        expectSameNonFinite(f.y, ref.y, `y ${label}`);
+        const [gy, ry] = finitePart(f.y, ref.y);
+        expectClose(gy, ry, 1e-5, `finite y ${label}`);
+      }
+    }
+  });
+});
+
 describe('NaN and Inf propagate to exactly the outputs they feed, without a crash', () => {
   let cases = 0;
   let nonFinite = 0;
