@@ -1,6 +1,7 @@
 #include "threadpool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -15,12 +16,47 @@
 namespace bln {
 namespace {
 
+// How long a worker that ran out of work spins for the next job before sleeping (BLN_SPIN_US).
+constexpr int64_t kDefaultSpinUs = 50;
+
+// A job's chunks are split into one contiguous range per participant slot: slot s claims from
+// range s first (so across calls each thread gets the same part of the tensor, and data that
+// fits in a core's L2 stays there), then from the others (so no chunk waits for a thread that
+// never came).
+constexpr int kMaxRanges = 16;
+struct alignas(64) Cursor {
+  std::atomic<int64_t> next{0};
+  int64_t end = 0;
+};
 struct Job {
   int64_t n = 0, grain = 1, chunks = 0;
   RangeFn fn = nullptr;
   void* ctx = nullptr;
   int maxSlots = 1;
-  std::atomic<int64_t> next{0};   // next chunk to claim
+  int ranges = 1;
+  Cursor range[kMaxRanges];
+  void split() {
+    ranges = static_cast<int>(std::min<int64_t>({int64_t(maxSlots), int64_t(kMaxRanges), std::max<int64_t>(1, chunks)}));
+    for (int r = 0; r < ranges; ++r) {
+      range[r].next.store(chunks * r / ranges, std::memory_order_relaxed);
+      range[r].end = chunks * (r + 1) / ranges;
+    }
+  }
+  // The next chunk for `slot`, or -1 when none is left.
+  int64_t claim(int slot) {
+    for (int k = 0; k < ranges; ++k) {
+      Cursor& c = range[(slot + k) % ranges];
+      if (c.next.load(std::memory_order_relaxed) >= c.end) continue;
+      const int64_t i = c.next.fetch_add(1);
+      if (i < c.end) return i;
+    }
+    return -1;
+  }
+  bool unclaimed() const {
+    for (int r = 0; r < ranges; ++r)
+      if (range[r].next.load() < range[r].end) return true;
+    return false;
+  }
   std::atomic<int> slots{1};      // participants so far (the caller is slot 0)
   int64_t doneChunks = 0;         // guarded by the pool mutex
   int inside = 0;                 // workers currently inside, guarded by the mutex
@@ -60,6 +96,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lk(mu_);
       queue_.push_back(&job);
+      posted_.fetch_add(1, std::memory_order_release);
     }
     const int helpers = std::min<int64_t>(job.maxSlots - 1, job.chunks - 1);
     for (int i = 0; i < helpers; ++i) cv_.notify_one();
@@ -82,8 +119,8 @@ class Pool {
   // Claims chunks of `job` until none is left.
   void work(Job& job, int slot) {
     for (;;) {
-      int64_t c = job.next.fetch_add(1);
-      if (c >= job.chunks) return;
+      const int64_t c = job.claim(slot);
+      if (c < 0) return;
       if (!job.failed.load(std::memory_order_relaxed)) {
         int64_t b = c * job.grain, e = std::min(job.n, b + job.grain);
         try {
@@ -99,20 +136,30 @@ class Pool {
     }
   }
 
+  // Waits for a job: first spinning for up to spinNs() on the count of posted jobs (a worker
+  // that just finished is then there for the next call without a wake-up, which on a VM can
+  // cost as much as a small call itself), then asleep on the condition variable.
   void loop() {
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
       Job* job = nullptr;
-      cv_.wait(lk, [&] {
+      auto ready = [&] {
         if (stop_) return true;
         for (Job* j : queue_) {
-          if (j->next.load() < j->chunks && j->slots.load() < j->maxSlots) {
+          if (j->unclaimed() && j->slots.load() < j->maxSlots) {
             job = j;
             return true;
           }
         }
         return false;
-      });
+      };
+      if (!ready()) {
+        const uint64_t seen = posted_.load(std::memory_order_acquire);
+        lk.unlock();
+        spinWhile(seen);
+        lk.lock();
+        cv_.wait(lk, ready);
+      }
       if (stop_) return;
       int slot = job->slots.fetch_add(1);
       if (slot >= job->maxSlots) continue;
@@ -123,6 +170,27 @@ class Pool {
       if (--job->inside == 0) doneCv_.notify_all();
     }
   }
+  void spinWhile(uint64_t seen) const {
+    const int64_t ns = spinNs();
+    if (ns <= 0) return;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
+    for (int i = 1;; ++i) {
+      if (posted_.load(std::memory_order_acquire) != seen) return;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      asm volatile("yield");
+#endif
+      if (i % 64 == 0 && std::chrono::steady_clock::now() >= end) return;
+    }
+  }
+  static int64_t spinNs() {
+    static const int64_t ns = [] {
+      const char* s = std::getenv("BLN_SPIN_US");
+      return int64_t(s ? std::atoll(s) : kDefaultSpinUs) * 1000;
+    }();
+    return ns;
+  }
 
   const int max_;
   std::atomic<int> active_;
@@ -132,6 +200,7 @@ class Pool {
   std::deque<Job*> queue_;
   std::vector<std::thread> workers_;
   bool stop_ = false;
+  std::atomic<uint64_t> posted_{0};  // jobs posted so far (what spinning workers watch)
 };
 
 Pool& pool() {
@@ -151,6 +220,7 @@ void parallelRun(int64_t n, int64_t grain, int maxSlots, RangeFn fn, void* ctx) 
   job.fn = fn;
   job.ctx = ctx;
   job.maxSlots = std::max(1, maxSlots);
+  job.split();
   pool().run(job);
 }
 
