@@ -158,7 +158,6 @@ struct NormJob {
   // in memory order (a tile row is a whole batch row of M*C floats, segments of C), so x and y
   // stream like a copy.
   void runPopulation() {
-    const int64_t MC = d.M * d.C;
     const int64_t finGrain = std::max<int64_t>(1024, kChunkElems / 4);
     // Columns: runs of C (one m) through the vectorised kernel; an m with a variance outside
     // its fast path is redone by finCol.
