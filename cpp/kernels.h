@@ -39,6 +39,10 @@ struct FwdStatsTile {
   // consecutive m at small C, whose rows are then runs of n contiguous floats. Segment s of
   // row i writes rowOut[i*rowOutStride + s*2 + {0,1}], shifted around its own first element.
   int64_t seg = 0;  // 0: the whole row is one segment
+  // Optional: each row segment's shift (the value its sums are taken around) at
+  // rowShift[i*rowShiftStride + s], for a finalisation that does not look them up in x.
+  float* rowShift = nullptr;
+  int64_t rowShiftStride = 0;
 };
 
 // y = gc*F*((x - mfh) - mfl) + A*((x - mbh) - mbl) + beta, with hi/lo means.

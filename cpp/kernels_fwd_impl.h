@@ -68,6 +68,7 @@ inline void fwdStatsRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, flo
     double rs1[R], rs2[R];
     for (int q = 0; q < R; ++q) {
       kr[q] = ROW ? r[q][s0 - t.c0] : 0.f;
+      if (ROW && t.rowShift) t.rowShift[(i + q) * t.rowShiftStride + si] = kr[q];
       a1[q] = a2[q] = V::zero();
       h1[q] = h2[q] = VScalar::zero();
       rs1[q] = rs2[q] = 0;
@@ -102,6 +103,7 @@ inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t se
   for (; s + V::W <= nseg; s += V::W) {
     const float* base = r + s * seg;
     const V k = V::gather(base - t.c0, gi);
+    if (t.rowShift) k.store(t.rowShift + i * t.rowShiftStride + s);
     V a1 = V::zero(), a2 = V::zero();
     for (int64_t c = 0; c < seg; ++c) {
       const V e = V::gather(base + c, gi) - k;
@@ -115,6 +117,7 @@ inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t se
   for (; s < nseg; ++s) {
     const float* base = r + s * seg;
     const VScalar k = VScalar::set1(base[-t.c0]);
+    if (t.rowShift) t.rowShift[i * t.rowShiftStride + s] = k.v;
     VScalar a1 = VScalar::zero(), a2 = VScalar::zero();
     for (int64_t c = 0; c < seg; ++c) {
       const VScalar e = VScalar::load(base + c) - k;

@@ -61,7 +61,8 @@ struct NormJob {
     if (!k->finRun(f))
       for (int64_t j = 0; j < n; ++j) finRow(r0 + j, S[2 * j], S[2 * j + 1]);
   }
-  void finRow(int64_t r, double S1, double S2) const {
+  // Row r's statistics and coefficients, written where the pointers say (mean/var optional).
+  void finRowTo(int64_t r, double S1, double S2, float* om, float* ov, float* hi, float* lo, float* f) const {
     double mean = 0, var = 0;
     if (needRow) statsFromSums(x + r * d.C, d.C, 1, invC, S1, S2, &mean, &var);
     if (use.featureMean || use.featureVar) {  // (a 64-bit division per row: only where needed)
@@ -69,14 +70,39 @@ struct NormJob {
       if (use.featureMean) mean = pop->featureMean[m];
       if (use.featureVar) var = pop->featureVar[m];
     }
-    if (out.featureMean) out.featureMean[r] = static_cast<float>(mean), out.featureVar[r] = static_cast<float>(var);
-    splitHiLo(mean, &mfh[r], &mfl[r]);
-    F[r] = wff * invStd(var, eps);
+    if (om) *om = static_cast<float>(mean), *ov = static_cast<float>(var);
+    splitHiLo(mean, hi, lo);
+    *f = wff * invStd(var, eps);
+  }
+  void finRow(int64_t r, double S1, double S2) const {
+    const bool o = out.featureMean != nullptr;
+    finRowTo(r, S1, S2, o ? out.featureMean + r : nullptr, o ? out.featureVar + r : nullptr, mfh + r, mfl + r, F + r);
+  }
+
+  // A fused training tile's rows, kept together (rows*km of them, item i*km + s for tile row i,
+  // segment s): the statistics kernel writes their sums and shifts there, one vectorised
+  // finalisation makes their coefficients (which the apply pass reads with coefStride km), and
+  // the statistics are copied out per tile row.
+  struct TileRows {
+    double* sums;
+    float *shift, *F, *mh, *ml, *mean, *var;
+  };
+  void finTileRows(const TileRows& tr, int64_t r0, int64_t rows, int64_t km) const {
+    const int64_t n = rows * km;
+    const FinRun f{n, tr.shift, 1, tr.sums, tr.sums + 1, 2, invC, eps, &wff, 0, tr.mean, tr.var, tr.mh, tr.ml, tr.F};
+    if (!k->finRun(f))
+      for (int64_t i = 0, j = 0; i < rows; ++i)
+        for (int64_t s = 0; s < km; ++s, ++j)
+          finRowTo(r0 + i * d.M + s, tr.sums[2 * j], tr.sums[2 * j + 1], tr.mean + j, tr.var + j, tr.mh + j, tr.ml + j, tr.F + j);
+    for (int64_t i = 0; i < rows; ++i) {
+      std::memcpy(out.featureMean + r0 + i * d.M, tr.mean + i * km, sizeof(float) * km);
+      std::memcpy(out.featureVar + r0 + i * d.M, tr.var + i * km, sizeof(float) * km);
+    }
   }
 
   // Statistics of one tile; finalises what the tile alone determines. `pack`, when
   // given, receives a contiguous copy of the tile for applyTile.
-  void statsTile(int64_t t, float* pack) const {
+  void statsTile(int64_t t, float* pack, const TileRows* tr = nullptr) const {
     int64_t m, c0, n, b0, rows;
     p.tileAt(t, &m, &c0, &n, &b0, &rows);
     const int64_t km = std::min(p.mk, d.M - m);  // consecutive m in this tile (segments of n)
@@ -96,6 +122,12 @@ struct NormJob {
       ft.colS2 = cs2;
       ft.rowOut = needRow ? rowPart + ((b0 * d.M + m) * p.nCb + cb) * 2 : nullptr;
       ft.rowOutStride = d.M * p.nCb * 2;
+      if (tr) {
+        ft.rowOut = tr->sums;
+        ft.rowOutStride = km * 2;
+        ft.rowShift = tr->shift;
+        ft.rowShiftStride = km;
+      }
       ft.pack = pack;
       ft.seg = km > 1 ? seg : 0;
       k->fwdStats[needCol && needRow ? 0 : needCol ? 1 : 2](ft);
@@ -114,7 +146,9 @@ struct NormJob {
       std::memcpy(p1, cs1, sizeof(double) * n);
       std::memcpy(p1 + MC, cs2, sizeof(double) * n);
     }
-    if (p.nCb == 1 && training) {
+    if (tr) {
+      finTileRows(*tr, b0 * d.M + m, rows, km);
+    } else if (p.nCb == 1 && training) {
       for (int64_t i = 0; i < rows; ++i) finRowsTraining((b0 + i) * d.M + m, km);
     } else if (p.nCb == 1) {
       for (int64_t i = 0; i < rows; ++i)
@@ -125,7 +159,7 @@ struct NormJob {
     }
   }
 
-  void applyTile(int64_t t, const float* packed) const {
+  void applyTile(int64_t t, const float* packed, const TileRows* tr = nullptr) const {
     int64_t m, c0, n, b0, rows;
     p.tileAt(t, &m, &c0, &n, &b0, &rows);
     const int64_t km = std::min(p.mk, d.M - m);
@@ -149,6 +183,7 @@ struct NormJob {
     at.mfh = mfh + r0;
     at.mfl = mfl + r0;
     at.coefStride = d.M;
+    if (tr) at.F = tr->F, at.mfh = tr->mh, at.mfl = tr->ml, at.coefStride = km;
     at.stream = stream;
     at.seg = km > 1 ? seg : 0;
     k->fwdApply(at);
@@ -211,13 +246,16 @@ struct NormJob {
     const Dims& D = d;
     const int64_t MC = D.M * D.C, BM = D.B * D.M;
     const bool colParts = needCol && p.nBb > 1;
+    const bool tileRows = p.fused && training;
     Arena& ar = tlsArena;
     const int64_t gcwLen = D.C * p.mk;  // gcw repeats per segment of a wide tile (finColsTraining)
     ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), sizeof(float) * size_t(gcwLen), 3 * sizeof(float) * size_t(MC), 3 * sizeof(float) * size_t(BM),
                               needRow ? sizeof(double) * size_t(BM * p.nCb * 2) : 0,
                               colParts ? sizeof(double) * size_t(p.nBb * MC * 2) : 0,
-                              p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C * p.mk) : 0}) +
-             9 * 64);
+                              p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C * p.mk) : 0,
+                              tileRows ? size_t(p.slots) * (size_t(D.B * p.mk) * (2 * sizeof(double) + 6 * sizeof(float)) + 7 * 64) : 0,
+                              tileRows ? sizeof(TileRows) * size_t(p.slots) : 0}) +
+             11 * 64);
     gc = ar.take<float>(D.C);
     gcw = ar.take<float>(gcwLen);
     mbh = ar.take<float>(MC);
@@ -229,6 +267,13 @@ struct NormJob {
     rowPart = needRow ? ar.take<double>(BM * p.nCb * 2) : nullptr;
     colPart = colParts ? ar.take<double>(p.nBb * MC * 2) : nullptr;
     packs = p.fused ? ar.take<float>(int64_t(p.slots) * D.B * D.C * p.mk) : nullptr;
+    TileRows* trs = tileRows ? ar.take<TileRows>(p.slots) : nullptr;
+    if (tileRows)
+      for (int sl = 0; sl < p.slots; ++sl) {
+        const int64_t nr = D.B * p.mk;
+        trs[sl] = TileRows{ar.take<double>(2 * nr), ar.take<float>(nr), ar.take<float>(nr), ar.take<float>(nr),
+                           ar.take<float>(nr), ar.take<float>(nr), ar.take<float>(nr)};
+      }
     for (int64_t c = 0; c < D.C; ++c) {
       gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
       gcw[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC * wb);
@@ -245,7 +290,8 @@ struct NormJob {
         // With every statistic from the population no statistics pass runs, so
         // nothing is packed: the apply pass then reads x itself.
         float* packed = (needCol || needRow) ? pack : nullptr;
-        for (int64_t t = b; t < e; ++t) statsTile(t, packed), applyTile(t, packed);
+        const TileRows* tr = tileRows ? &trs[slot] : nullptr;
+        for (int64_t t = b; t < e; ++t) statsTile(t, packed, tr), applyTile(t, packed, tr);
       });
       return;
     }
