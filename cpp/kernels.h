@@ -45,6 +45,10 @@ struct FwdStatsTile {
   int64_t rowShiftStride = 0;
 };
 
+// Floats of slack past the end of the per-row coefficient arrays (F, mfh, mfl) that callers
+// allocate: the narrow-segment apply reads a whole vector from a segment's coefficients on.
+constexpr int64_t kCoefSlack = 16;
+
 // y = gc*F*((x - mfh) - mfl) + A*((x - mbh) - mbl) + beta, with hi/lo means.
 struct FwdApplyTile {
   const float* x;

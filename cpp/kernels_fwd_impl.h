@@ -209,25 +209,35 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
   const bool narrow = seg < n && seg < V::W;
   alignas(64) float gcx[bln::kMaxTileCols], bex[bln::kMaxTileCols];
   alignas(64) int32_t segOf[bln::kMaxTileCols + 16];  // narrow: element j's segment (gather index)
+  alignas(64) int32_t rel[bln::kMaxTileCols + 16];    // ... less the segment of its vector's first
   if (narrow) {
     for (int64_t s0 = 0; s0 < n; s0 += seg)
       for (int64_t k = 0; k < seg; ++k)
         gcx[s0 + k] = t.gc[k], bex[s0 + k] = t.beta[k], segOf[s0 + k] = static_cast<int32_t>(s0 / seg);
+    for (int64_t j = 0; j < n; ++j) rel[j] = segOf[j] - segOf[j - j % V::W];
   }
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* xrow = t.x + i * t.xStride;
     float* yrow = t.y + i * t.rowStride;
     if (i + bln::kPrefetchRows < t.rows) prefetchRowForWrite(yrow + bln::kPrefetchRows * t.rowStride, n);
     if (narrow) {
-      // Each element's per-segment coefficients gathered from the row's (consecutive) ones.
+      // Each element's per-segment coefficients from the row's (consecutive) ones: a full vector
+      // permutes the W values from its first element's segment on (the callers' coefficient
+      // arrays have W floats of slack past their end), a tail gathers.
       const float *Fr = t.F + i * t.coefStride, *mhr = t.mfh + i * t.coefStride, *mlr = t.mfl + i * t.coefStride;
       writeRow<V>(yrow, n, t.stream, [&](auto tag, int64_t j) {
         using VV = decltype(tag);
+        auto spread = [&](const float* c) {
+          if constexpr (VV::W == V::W && V::W > 1)
+            return VV::permute(VV::load(c + segOf[j]), rel + j);
+          else
+            return VV::gather(c, segOf + j);
+        };
         VV xv = VV::load(xrow + j);
         VV tb = (xv - VV::load(t.mbh + j)) - VV::load(t.mbl + j);
         VV acc = VV::fma(VV::load(t.A + j), tb, VV::load(bex + j));
-        VV tf = (xv - VV::gather(mhr, segOf + j)) - VV::gather(mlr, segOf + j);
-        return VV::fma(VV::load(gcx + j) * VV::gather(Fr, segOf + j), tf, acc);
+        VV tf = (xv - spread(mhr)) - spread(mlr);
+        return VV::fma(VV::load(gcx + j) * spread(Fr), tf, acc);
       });
       continue;
     }

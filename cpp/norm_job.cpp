@@ -249,11 +249,11 @@ struct NormJob {
     const bool tileRows = p.fused && training;
     Arena& ar = tlsArena;
     const int64_t gcwLen = D.C * p.mk;  // gcw repeats per segment of a wide tile (finColsTraining)
-    ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), sizeof(float) * size_t(gcwLen), 3 * sizeof(float) * size_t(MC), 3 * sizeof(float) * size_t(BM),
+    ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), sizeof(float) * size_t(gcwLen), 3 * sizeof(float) * size_t(MC), 3 * sizeof(float) * size_t(BM + kCoefSlack),
                               needRow ? sizeof(double) * size_t(BM * p.nCb * 2) : 0,
                               colParts ? sizeof(double) * size_t(p.nBb * MC * 2) : 0,
                               p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C * p.mk) : 0,
-                              tileRows ? size_t(p.slots) * (size_t(D.B * p.mk) * (2 * sizeof(double) + 6 * sizeof(float)) + 7 * 64) : 0,
+                              tileRows ? size_t(p.slots) * (size_t(D.B * p.mk) * (2 * sizeof(double) + 6 * sizeof(float)) + 3 * sizeof(float) * kCoefSlack + 7 * 64) : 0,
                               tileRows ? sizeof(TileRows) * size_t(p.slots) : 0}) +
              11 * 64);
     gc = ar.take<float>(D.C);
@@ -261,9 +261,9 @@ struct NormJob {
     mbh = ar.take<float>(MC);
     mbl = ar.take<float>(MC);
     A = ar.take<float>(MC);
-    F = ar.take<float>(BM);
-    mfh = ar.take<float>(BM);
-    mfl = ar.take<float>(BM);
+    F = ar.take<float>(BM + kCoefSlack);
+    mfh = ar.take<float>(BM + kCoefSlack);
+    mfl = ar.take<float>(BM + kCoefSlack);
     rowPart = needRow ? ar.take<double>(BM * p.nCb * 2) : nullptr;
     colPart = colParts ? ar.take<double>(p.nBb * MC * 2) : nullptr;
     packs = p.fused ? ar.take<float>(int64_t(p.slots) * D.B * D.C * p.mk) : nullptr;
@@ -271,8 +271,9 @@ struct NormJob {
     if (tileRows)
       for (int sl = 0; sl < p.slots; ++sl) {
         const int64_t nr = D.B * p.mk;
-        trs[sl] = TileRows{ar.take<double>(2 * nr), ar.take<float>(nr), ar.take<float>(nr), ar.take<float>(nr),
-                           ar.take<float>(nr), ar.take<float>(nr), ar.take<float>(nr)};
+        trs[sl] = TileRows{ar.take<double>(2 * nr),       ar.take<float>(nr),        ar.take<float>(nr + kCoefSlack),
+                           ar.take<float>(nr + kCoefSlack), ar.take<float>(nr + kCoefSlack), ar.take<float>(nr),
+                           ar.take<float>(nr)};
       }
     for (int64_t c = 0; c < D.C; ++c) {
       gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);

@@ -19,6 +19,8 @@ struct VScalar {
   static VScalar zero() { return {0.f}; }
   // Lanes p[idx[0]], p[idx[1]], ...
   static VScalar gather(const float* p, const int32_t* idx) { return {p[idx[0]]}; }
+  // Lanes t[idx[0]], t[idx[1]], ... of a register (0 <= idx[l] < W).
+  static VScalar permute(VScalar t, const int32_t*) { return t; }
   void store(float* p) const { *p = v; }
   static constexpr bool kCanStream = false;
   void stream(float* p) const { *p = v; }
@@ -49,6 +51,9 @@ struct VSse4 {
   static VSse4 load(const float* p) { return {_mm_loadu_ps(p)}; }
   static VSse4 set1(float s) { return {_mm_set1_ps(s)}; }
   static VSse4 zero() { return {_mm_setzero_ps()}; }
+  static VSse4 permute(VSse4 t, const int32_t* idx) {
+    return {_mm_permutevar_ps(t.v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(idx)))};
+  }
   static VSse4 gather(const float* p, const int32_t* idx) {
     return {_mm_i32gather_ps(p, _mm_loadu_si128(reinterpret_cast<const __m128i*>(idx)), 4)};
   }
@@ -70,6 +75,9 @@ struct VAvx2 {
   static VAvx2 load(const float* p) { return {_mm256_loadu_ps(p)}; }
   static VAvx2 set1(float s) { return {_mm256_set1_ps(s)}; }
   static VAvx2 zero() { return {_mm256_setzero_ps()}; }
+  static VAvx2 permute(VAvx2 t, const int32_t* idx) {
+    return {_mm256_permutevar8x32_ps(t.v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)))};
+  }
   static VAvx2 gather(const float* p, const int32_t* idx) {
     return {_mm256_i32gather_ps(p, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)), 4)};
   }
@@ -105,6 +113,7 @@ struct VAvx512 {
   static VAvx512 set1(float s) { return {_mm512_set1_ps(s)}; }
   static VAvx512 zero() { return {_mm512_setzero_ps()}; }
   static VAvx512 gather(const float* p, const int32_t* idx) { return {_mm512_i32gather_ps(_mm512_loadu_si512(idx), p, 4)}; }
+  static VAvx512 permute(VAvx512 t, const int32_t* idx) { return {_mm512_permutexvar_ps(_mm512_loadu_si512(idx), t.v)}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   static constexpr bool kCanStream = true;
   void stream(float* p) const {
@@ -135,6 +144,12 @@ struct VNeon {
   static VNeon load(const float* p) { return {vld1q_f32(p)}; }
   static VNeon set1(float s) { return {vdupq_n_f32(s)}; }
   static VNeon zero() { return {vdupq_n_f32(0.f)}; }
+  static VNeon permute(VNeon t, const int32_t* idx) {
+    float l[4];
+    vst1q_f32(l, t.v);
+    const float r[4] = {l[idx[0]], l[idx[1]], l[idx[2]], l[idx[3]]};
+    return {vld1q_f32(r)};
+  }
   static VNeon gather(const float* p, const int32_t* idx) {
     const float l[4] = {p[idx[0]], p[idx[1]], p[idx[2]], p[idx[3]]};
     return {vld1q_f32(l)};
