@@ -24,7 +24,7 @@ struct BackJob {
   float *dx, *dgamma, *dbeta;
   Plan p;
   const KernelTable* k;
-  float *gc, *U, *V, *Wc, *P, *Q, *T, *rf;
+  float *gc, *U, *V, *Wc, *P, *Q, *T, *rf, *mu;
   double *rowPart, *colPart, *slotAcc;  // slotAcc: [slot][C]{dgamma, dbeta}
   float* packs;  // fused path: per participant, packed x then packed dy
   bool stream;   // non-temporal stores for dx
@@ -76,7 +76,7 @@ struct BackJob {
     bt.n = n;
     bt.gc = gc + c0;
     bt.mub = st.batchMean + m * d.C + c0;
-    bt.muf = st.featureMean + r0;
+    bt.muf = mu + r0;
     bt.rf = rf + r0;
     bt.coefStride = d.M;
     bt.colSdy = s[0];
@@ -127,7 +127,7 @@ struct BackJob {
     at.P = P + r0;
     at.Q = Q + r0;
     at.T = T + r0;
-    at.muf = st.featureMean + r0;
+    at.muf = mu + r0;
     at.coefStride = d.M;
     at.stream = stream;
     at.seg = km > 1 ? seg : 0;
@@ -156,7 +156,7 @@ struct BackJob {
       at.P = P + b * d.M;
       at.Q = Q + b * d.M;
       at.T = T + b * d.M;
-      at.muf = st.featureMean + b * d.M;
+      at.muf = mu + b * d.M;
       at.coefStride = d.M;
       at.stream = stream;
       at.seg = d.M > 1 ? d.C : 0;
@@ -169,28 +169,43 @@ struct BackJob {
     const int64_t MC = D.M * D.C, BM = D.B * D.M;
     const int slots = p.slots;
     Arena& ar = tlsArena;
-    ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), 3 * sizeof(float) * size_t(MC), 4 * sizeof(float) * size_t(BM),
+    ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), 3 * sizeof(float) * size_t(MC), 5 * sizeof(float) * size_t(BM + kCoefSlack),
                               sizeof(double) * size_t(BM * p.nCb * 2),
                               p.nBb > 1 ? sizeof(double) * size_t(p.nBb * MC * 3) : 0,
                               sizeof(double) * size_t(slots) * size_t(D.C) * 2,
                               p.fused ? 2 * sizeof(float) * size_t(slots) * size_t(D.B * D.C * p.mk) : 0}) +
-             11 * 64);
+             12 * 64);
     gc = ar.take<float>(D.C);
     U = ar.take<float>(MC);
     V = ar.take<float>(MC);
     Wc = ar.take<float>(MC);
-    P = ar.take<float>(BM);
-    Q = ar.take<float>(BM);
-    T = ar.take<float>(BM);
-    rf = ar.take<float>(BM);
+    // Per-row arrays with kCoefSlack floats of slack (the narrow-segment kernels read a vector
+    // from a segment's value on); mu is the caller's featureMean copied for that reason.
+    P = ar.take<float>(BM + kCoefSlack);
+    Q = ar.take<float>(BM + kCoefSlack);
+    T = ar.take<float>(BM + kCoefSlack);
+    rf = ar.take<float>(BM + kCoefSlack);
+    mu = ar.take<float>(BM + kCoefSlack);
     rowPart = ar.take<double>(BM * p.nCb * 2);
     colPart = p.nBb > 1 ? ar.take<double>(p.nBb * MC * 3) : nullptr;
     slotAcc = ar.take<double>(int64_t(slots) * D.C * 2);
     packs = p.fused ? ar.take<float>(2 * int64_t(slots) * D.B * D.C * p.mk) : nullptr;
     std::fill(slotAcc, slotAcc + int64_t(slots) * D.C * 2, 0.0);
     for (int64_t c = 0; c < D.C; ++c) gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
+    std::fill(P + BM, P + BM + kCoefSlack, 0.f), std::fill(Q + BM, Q + BM + kCoefSlack, 0.f);
+    std::fill(T + BM, T + BM + kCoefSlack, 0.f), std::fill(rf + BM, rf + BM + kCoefSlack, 0.f);
+    std::fill(mu + BM, mu + BM + kCoefSlack, 0.f);
     parallelFor(BM, 1 << 14, slots, [&](int64_t b, int64_t e, int) {
-      for (int64_t r = b; r < e; ++r) rf[r] = invStd(st.featureVar[r], eps);
+      // invStd's float path as a loop the compiler vectorises; rows outside it are redone.
+      int bad = 0;
+      for (int64_t r = b; r < e; ++r) {
+        const double v = static_cast<double>(st.featureVar[r]) + eps;
+        bad |= int(!invStdFloatRange(v));
+        rf[r] = invStdFloat(v);
+      }
+      if (bad)
+        for (int64_t r = b; r < e; ++r) rf[r] = invStd(st.featureVar[r], eps);
+      std::memcpy(mu + b, st.featureMean + b, sizeof(float) * (e - b));
     });
 
     if (p.fused) {

@@ -10,8 +10,19 @@
 struct BwdSegs {
   alignas(64) float gc[bln::kMaxTileCols];
   alignas(64) int32_t segOf[bln::kMaxTileCols + 16];
+  alignas(64) int32_t rel[bln::kMaxTileCols + 16];  // segOf less that of the vector's first element
   const float* gcx;  // gc per column of the tile
   bool narrow;
+  // Element j's value of a per-segment array c (a row's consecutive segments): a full vector
+  // permutes the W values from its first element's segment on (c has kCoefSlack floats of
+  // slack), a tail gathers.
+  template <class VV, int W>
+  VV spread(const float* c, int64_t j) const {
+    if constexpr (VV::W == W && W > 1)
+      return VV::permute(VV::load(c + segOf[j]), rel + j);
+    else
+      return VV::gather(c, segOf + j);
+  }
   static bool narrowOnly(int64_t n, int64_t seg, int W) { return seg < n && seg < W; }
   // n <= kMaxTileCols (0: nothing to set up).
   template <int W>
@@ -21,6 +32,7 @@ struct BwdSegs {
     if (seg >= n) return;
     for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s)
       for (int64_t k = 0; k < seg; ++k) gc[s0 + k] = gc0[k], segOf[s0 + k] = static_cast<int32_t>(s);
+    for (int64_t j = 0; j < n; ++j) rel[j] = segOf[j] - segOf[j - j % W];
     gcx = gc;
   }
 };
@@ -28,7 +40,7 @@ struct BwdSegs {
 // One column step of bwdStatsKernel for R rows: the packing, the three column partials (loaded
 // and stored once for the R rows) and the rows' two sums, into register lanes (g1, g2) or, for
 // narrow segments, per element into tu/tt for the segment sums afterwards.
-template <class VV, int R, bool NARROW>
+template <class VV, int R, bool NARROW, int W>
 inline void bwdStatsStep(const bln::BwdStatsTile& t, const BwdSegs& sg, const float* const* xr, const float* const* dr,
                          float* const* px, float* const* pd, const float* const* mufr, const float* const* rfr, int64_t j,
                          float (*f)[bln::kMaxTileCols], VV* g1, VV* g2, float (*tu)[bln::kMaxTileCols],
@@ -38,8 +50,8 @@ inline void bwdStatsStep(const bln::BwdStatsTile& t, const BwdSegs& sg, const fl
   for (int q = 0; q < R; ++q) {
     const VV xv = VV::load(xr[q] + j), dv = VV::load(dr[q] + j);
     if (px[q]) xv.store(px[q] + j), dv.store(pd[q] + j);
-    const VV muf = NARROW ? VV::gather(mufr[q], sg.segOf + j) : VV::set1(mufr[q][0]);
-    const VV rf = NARROW ? VV::gather(rfr[q], sg.segOf + j) : VV::set1(rfr[q][0]);
+    const VV muf = NARROW ? sg.spread<VV, W>(mufr[q], j) : VV::set1(mufr[q][0]);
+    const VV rf = NARROW ? sg.spread<VV, W>(rfr[q], j) : VV::set1(rfr[q][0]);
     const VV tf = xv - muf, u = dv * gc;
     c0 = c0 + dv;
     c1 = VV::fma(dv, xv - mub, c1);
@@ -97,8 +109,8 @@ inline void bwdStatsRows(const bln::BwdStatsTile& t, const BwdSegs& sg, int64_t 
   }
   if (NARROW) {
     int64_t j = 0;
-    for (; j + V::W <= n; j += V::W) bwdStatsStep<V, R, true>(t, sg, xr, dr, px, pd, mufr, rfr, j, f, nullptr, nullptr, tu, tt);
-    for (; j < n; ++j) bwdStatsStep<VScalar, R, true>(t, sg, xr, dr, px, pd, mufr, rfr, j, f, nullptr, nullptr, tu, tt);
+    for (; j + V::W <= n; j += V::W) bwdStatsStep<V, R, true, V::W>(t, sg, xr, dr, px, pd, mufr, rfr, j, f, nullptr, nullptr, tu, tt);
+    for (; j < n; ++j) bwdStatsStep<VScalar, R, true, V::W>(t, sg, xr, dr, px, pd, mufr, rfr, j, f, nullptr, nullptr, tu, tt);
     for (int q = 0; q < R; ++q) bwdNarrowRowSums<V>(tu[q], tt[q], n, seg, gi, t.rowOut + (i + q) * t.rowOutStride);
     return;
   }
@@ -112,8 +124,8 @@ inline void bwdStatsRows(const bln::BwdStatsTile& t, const BwdSegs& sg, int64_t 
       mufs[q] = mufr[q] + si, rfs[q] = rfr[q] + si;
     }
     int64_t j = s0;
-    for (; j < n1; j += V::W) bwdStatsStep<V, R, false>(t, sg, xr, dr, px, pd, mufs, rfs, j, f, g1, g2, nullptr, nullptr);
-    for (; j < se; ++j) bwdStatsStep<VScalar, R, false>(t, sg, xr, dr, px, pd, mufs, rfs, j, f, h1, h2, nullptr, nullptr);
+    for (; j < n1; j += V::W) bwdStatsStep<V, R, false, V::W>(t, sg, xr, dr, px, pd, mufs, rfs, j, f, g1, g2, nullptr, nullptr);
+    for (; j < se; ++j) bwdStatsStep<VScalar, R, false, V::W>(t, sg, xr, dr, px, pd, mufs, rfs, j, f, h1, h2, nullptr, nullptr);
     for (int q = 0; q < R; ++q) {
       double* o = t.rowOut + (i + q) * t.rowOutStride + si * 2;
       o[0] = g1[q].hsum() + (double)h1[q].v;
@@ -185,8 +197,8 @@ void bwdApplyKernel(const bln::BwdApplyTile& t) {
       const float *Pr = t.P + ci, *Qr = t.Q + ci, *Tr = t.T + ci, *mr = t.muf + ci;
       writeRow<V>(orow, n, t.stream, [&](auto tag, int64_t j) {
         using VV = decltype(tag);
-        const int32_t* so = sg.segOf + j;
-        return val(tag, j, VV::load(sg.gcx + j), VV::gather(Pr, so), VV::gather(Qr, so), VV::gather(Tr, so), VV::gather(mr, so));
+        return val(tag, j, VV::load(sg.gcx + j), sg.spread<VV, V::W>(Pr, j), sg.spread<VV, V::W>(Qr, j),
+                   sg.spread<VV, V::W>(Tr, j), sg.spread<VV, V::W>(mr, j));
       });
       continue;
     }

@@ -267,6 +267,8 @@ struct NormJob {
     rowPart = needRow ? ar.take<double>(BM * p.nCb * 2) : nullptr;
     colPart = colParts ? ar.take<double>(p.nBb * MC * 2) : nullptr;
     packs = p.fused ? ar.take<float>(int64_t(p.slots) * D.B * D.C * p.mk) : nullptr;
+    // (the slack past the per-row coefficient arrays is zeroed: read, never used)
+    for (float* a : {F, mfh, mfl}) std::fill(a + BM, a + BM + kCoefSlack, 0.f);
     TileRows* trs = tileRows ? ar.take<TileRows>(p.slots) : nullptr;
     if (tileRows)
       for (int sl = 0; sl < p.slots; ++sl) {
@@ -274,6 +276,7 @@ struct NormJob {
         trs[sl] = TileRows{ar.take<double>(2 * nr),       ar.take<float>(nr),        ar.take<float>(nr + kCoefSlack),
                            ar.take<float>(nr + kCoefSlack), ar.take<float>(nr + kCoefSlack), ar.take<float>(nr),
                            ar.take<float>(nr)};
+        for (float* a : {trs[sl].F, trs[sl].mh, trs[sl].ml}) std::fill(a + nr, a + nr + kCoefSlack, 0.f);
       }
     for (int64_t c = 0; c < D.C; ++c) {
       gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
