@@ -2,7 +2,10 @@
 // level this CPU runs and at 1 and all threads. Used by valgrind/sanitizer runs
 // (no Node involved). Exit status 0 when every case is within the spec's bounds.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <stdexcept>
+#include <thread>
 #include <cstdlib>
 #include <cstdio>
 #include <random>
@@ -10,6 +13,7 @@
 
 #include "bln.h"
 #include "reference.h"
+#include "threadpool.h"
 
 using std::vector;
 
@@ -109,6 +113,55 @@ static int lengthChecks(int* checks) {
   return failures;
 }
 
+// The pool hands every chunk to exactly one participant, whatever the split into per-participant
+// ranges (more ranges than threads, more slots than ranges, one chunk), with several callers at
+// once, and an exception in one chunk comes back to the caller without a hang.
+static int poolChecks(int* checks) {
+  int failures = 0;
+  auto check = [&](const char* what, bool ok, long long n, long long grain, int slots) {
+    ++*checks;
+    if (!ok) ++failures, std::printf("FAIL pool %s n=%lld grain=%lld slots=%d\n", what, n, grain, slots);
+  };
+  for (int slots : {2, 3, 8, 16, 40})
+    for (int64_t n : {1, 2, 7, 100, 1000, 4097})
+      for (int64_t grain : {1, 3, 64}) {
+        vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        bln::parallelFor(n, grain, slots, [&](int64_t b, int64_t e, int slot) {
+          if (slot < 0 || slot >= slots) throw std::logic_error("slot out of range");
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        });
+        bool once = true;
+        for (auto& h : hits) once = once && h.load() == 1;
+        check("each item once", once, n, grain, slots);
+      }
+  // Four callers at once, each with its own job.
+  std::atomic<int> bad{0};
+  vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t)
+    callers.emplace_back([&] {
+      for (int rep = 0; rep < 50; ++rep) {
+        vector<std::atomic<int>> hits(999);
+        bln::parallelFor(999, 7, 4, [&](int64_t b, int64_t e, int) {
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        });
+        for (auto& h : hits)
+          if (h.load() != 1) bad.fetch_add(1);
+      }
+    });
+  for (auto& c : callers) c.join();
+  check("concurrent callers", bad.load() == 0, 999, 7, 4);
+  bool thrown = false;
+  try {
+    bln::parallelFor(100, 1, 4, [&](int64_t b, int64_t, int) {
+      if (b == 37) throw std::runtime_error("chunk 37");
+    });
+  } catch (const std::runtime_error&) {
+    thrown = true;
+  }
+  check("exception rethrown", thrown, 100, 1, 4);
+  return failures;
+}
+
 int main(int argc, char** argv) {
   std::mt19937_64 rng(argc > 1 ? std::atoll(argv[1]) : 12345);
   struct Case { int64_t B, M, C; double offset; };
@@ -118,6 +171,7 @@ int main(int argc, char** argv) {
                         {4096, 1, 100, 0}, {70, 1, 1500, 0}, {1, 1, 5000, 0}, {200, 1, 700, 1e4}};
   int checks = 0;
   int failures = lengthChecks(&checks);
+  failures += poolChecks(&checks);
   vector<bln::SimdLevel> levels;
   for (int l = 0; l < 4; ++l)
     if (bln::simdSupported((bln::SimdLevel)l)) levels.push_back((bln::SimdLevel)l);
