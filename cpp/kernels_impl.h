@@ -12,13 +12,14 @@
 #include "kernels_back_impl.h"
 
 // Plain loops that the compiler vectorises at this file's SIMD level: UNIT (columns) has unit
-// strides throughout; the other form (a tile row's rows) reads K every kStride floats, sums
-// interleaved (sStride 2) and one scale. The optional outputs are hoisted out of the loop.
-template <bool STATS, bool UNIT>
+// strides throughout; the other form (rows) reads sums interleaved (sStride 2) and one scale, and K
+// every kStride floats (KUNIT: kStride 1, the shifts of a fused tile's rows). The optional outputs
+// are hoisted out of the loop.
+template <bool STATS, bool UNIT, bool KUNIT>
 bool finRunLoop(int64_t n, const float* __restrict K, int64_t kStride, const double* __restrict S1, const double* __restrict S2,
                 double invN, double eps, const float* __restrict sc, float* __restrict om, float* __restrict ov,
                 float* __restrict hi, float* __restrict lo, float* __restrict co) {
-  const int64_t ks = UNIT ? 1 : kStride, ss = UNIT ? 1 : 2;
+  const int64_t ks = KUNIT ? 1 : kStride, ss = UNIT ? 1 : 2;
   int bad = 0;
   for (int64_t j = 0; j < n; ++j) {
     const double s1 = S1[j * ss], s2 = S2[j * ss];
@@ -40,8 +41,9 @@ bool finRunKernel(const bln::FinRun& f) {
   auto run = [&](auto loop) {
     return loop(f.n, f.K, f.kStride, f.S1, f.S2, f.invN, f.eps, f.scale, f.mean, f.var, f.hi, f.lo, f.coef);
   };
-  if (f.sStride == 1) return f.mean ? run(finRunLoop<true, true>) : run(finRunLoop<false, true>);
-  return f.mean ? run(finRunLoop<true, false>) : run(finRunLoop<false, false>);
+  if (f.sStride == 1) return f.mean ? run(finRunLoop<true, true, true>) : run(finRunLoop<false, true, true>);
+  if (f.kStride == 1) return f.mean ? run(finRunLoop<true, false, true>) : run(finRunLoop<false, false, true>);
+  return f.mean ? run(finRunLoop<true, false, false>) : run(finRunLoop<false, false, false>);
 }
 
 template <bool UNIT>
