@@ -134,12 +134,10 @@ struct BackJob {
     k->bwdApply(at);
   }
 
-  // The two-pass path's apply in memory order (as the forward's): a tile row is a whole batch row
-  // of M*C floats, segments of C.
+  // The two-pass path's apply in memory order (plan.h's canApplyInOrder).
   void applyInOrder() const {
     const int64_t MC = d.M * d.C;
-    const int64_t grain = std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, MC));
-    parallelFor(d.B, grain, p.slots, [&](int64_t b, int64_t e, int) {
+    parallelFor(d.B, inOrderGrain(d), p.slots, [&](int64_t b, int64_t e, int) {
       BwdApplyTile at;
       at.x = x + b * MC;
       at.dy = dy + b * MC;
@@ -242,7 +240,7 @@ struct BackJob {
           }
         });
       }
-      if (D.C >= k->width || MC <= kMaxTileCols) {
+      if (canApplyInOrder(D, k->width)) {
         applyInOrder();
       } else {
         parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int) {

@@ -217,8 +217,7 @@ struct NormJob {
   // (coefStride M), or per m alone (perM: coefStride 0).
   void applyInOrder(bool perM) const {
     const int64_t MC = d.M * d.C;
-    const int64_t grain = std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, MC));
-    parallelFor(d.B, grain, p.slots, [&](int64_t b, int64_t e, int) {
+    parallelFor(d.B, inOrderGrain(d), p.slots, [&](int64_t b, int64_t e, int) {
       FwdApplyTile at;
       at.x = x + b * MC;
       at.xStride = MC;
@@ -240,7 +239,6 @@ struct NormJob {
       k->fwdApply(at);
     });
   }
-  bool canApplyInOrder() const { return d.C >= k->width || d.M * d.C <= kMaxTileCols; }
 
   void run() {
     const Dims& D = d;
@@ -287,7 +285,7 @@ struct NormJob {
     invC = 1.0 / static_cast<double>(D.C);
     wff = static_cast<float>(wf);
 
-    if (!needCol && !needRow && canApplyInOrder()) return runPopulation();
+    if (!needCol && !needRow && canApplyInOrder(d, k->width)) return runPopulation();
     if (p.fused) {
       parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int slot) {
         float* pack = packs + int64_t(slot) * D.B * D.C * p.mk;
@@ -323,7 +321,7 @@ struct NormJob {
         }
       });
     }
-    if (canApplyInOrder()) return applyInOrder(false);
+    if (canApplyInOrder(d, k->width)) return applyInOrder(false);
     parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) applyTile(t, nullptr);
     });

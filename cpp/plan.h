@@ -95,6 +95,12 @@ Plan makePlan(const Dims& d, int64_t bytesPerElem);
 // At small C, fused tiles of k consecutive m (plan.cpp).
 void widenTiles(Plan& p, int64_t bytesPerElem);
 
+// The apply pass in memory order, once every coefficient is made (forward/infer and backward): a
+// tile row is a whole batch row of M*C floats, segments of C. Possible where the segments are at
+// least a vector wide or the row fits the narrow-segment kernels' tables; chunks of batch rows.
+inline bool canApplyInOrder(const Dims& d, int simdWidth) { return d.C >= simdWidth || d.M * d.C <= kMaxTileCols; }
+inline int64_t inOrderGrain(const Dims& d) { return std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, d.M * d.C)); }
+
 // Non-temporal stores for this output (plan.cpp).
 bool useStreaming(const Dims& d, const Plan& p, const float* out, bool backward);
 
