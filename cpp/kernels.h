@@ -32,7 +32,6 @@ struct FwdStatsTile {
   const float* colShift;  // n
   double* colS1;          // n (written)
   double* colS2;          // n (written)
-  float* colScratch = nullptr;  // 2n floats for tiles wider than kMaxTileCols (else unused)
   double* rowOut;         // rowOut[i*rowOutStride + {0,1}] = {S1, S2} (written)
   int64_t rowOutStride;
   float* pack;            // optional: the tile copied contiguously ([rows][n]) for the apply pass

@@ -134,13 +134,10 @@ inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t se
 template <class V, bool COL, bool ROW>
 void fwdStatsKernel(const bln::FwdStatsTile& t) {
   const int64_t n = t.n;
-  // Column partials: float32 runs (on the stack, or the caller's scratch for wider tiles) added
-  // into the double outputs every kColFlushRows rows.
-  alignas(64) float fs[2][bln::kMaxTileCols];
-  float* f1 = t.colScratch ? t.colScratch : fs[0];
-  float* f2 = t.colScratch ? t.colScratch + n : fs[1];
-  double* d1 = t.colS1;
-  double* d2 = t.colS2;
+  alignas(64) float f1[bln::kMaxTileCols];
+  alignas(64) float f2[bln::kMaxTileCols];
+  double d1[bln::kMaxTileCols];
+  double d2[bln::kMaxTileCols];
   if (COL) {
     for (int64_t j = 0; j < n; ++j) f1[j] = f2[j] = 0.f, d1[j] = d2[j] = 0.0;
   }
@@ -175,8 +172,12 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
       fwdStatsRows<V, 1, COL, ROW>(t, i, seg, f1, f2);
     }
   }
-  if (COL)
-    for (int64_t k = 0; k < n; ++k) d1[k] += f1[k], d2[k] += f2[k];
+  if (COL) {
+    for (int64_t k = 0; k < n; ++k) {
+      t.colS1[k] = d1[k] + f1[k];
+      t.colS2[k] = d2[k] + f2[k];
+    }
+  }
 }
 
 // Writes val(x, j) for j in [0, n) of one row. With `stream` (only requested when

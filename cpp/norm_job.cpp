@@ -34,8 +34,6 @@ struct NormJob {
   float *gc, *gcw, *mbh, *mbl, *A, *F, *mfh, *mfl;  // gcw = gamma*wb/sqrt(C)
   float* packs;  // fused path: one packed slab per participant
   double *rowPart, *colPart;  // row partials [r][cb]{S1,S2}; column partials [bb][mc] S1 then S2
-  double* wideScratch;  // statsTile's per-slot scratch for tiles wider than kMaxTileCols
-  int64_t wideLen;      // its doubles per slot
 
   void finCol(int64_t m, int64_t c, double S1, double S2) const {
     const int64_t mc = m * d.C + c;
@@ -104,18 +102,14 @@ struct NormJob {
 
   // Statistics of one tile; finalises what the tile alone determines. `pack`, when
   // given, receives a contiguous copy of the tile for applyTile.
-  // wide: per-slot scratch for tiles wider than kMaxTileCols (rowBlockTiles): 2n doubles of column
-  // sums, then 2n floats of their float32 partials.
-  void statsTile(int64_t t, float* pack, const TileRows* tr = nullptr, double* wide = nullptr) const {
+  void statsTile(int64_t t, float* pack, const TileRows* tr = nullptr) const {
     int64_t m, c0, n, b0, rows;
     p.tileAt(t, &m, &c0, &n, &b0, &rows);
     const int64_t km = std::min(p.mk, d.M - m);  // consecutive m in this tile (segments of n)
     const int64_t seg = n;
     n *= km;
     const int64_t cb = c0 / p.cw, bb = b0 / p.bt;
-    double cs[2][kMaxTileCols];
-    double* cs1 = wide ? wide : cs[0];
-    double* cs2 = wide ? wide + n : cs[1];
+    double cs1[kMaxTileCols], cs2[kMaxTileCols];
     if (needCol || needRow) {
       FwdStatsTile ft;
       ft.x = x + (b0 * d.M + m) * d.C + c0;
@@ -126,7 +120,6 @@ struct NormJob {
       ft.colShift = x + m * d.C + c0;
       ft.colS1 = cs1;
       ft.colS2 = cs2;
-      ft.colScratch = wide ? reinterpret_cast<float*>(wide + 2 * n) : nullptr;
       ft.rowOut = needRow ? rowPart + ((b0 * d.M + m) * p.nCb + cb) * 2 : nullptr;
       ft.rowOutStride = d.M * p.nCb * 2;
       if (tr) {
@@ -254,16 +247,13 @@ struct NormJob {
     const bool tileRows = p.fused && training;
     Arena& ar = tlsArena;
     const int64_t gcwLen = D.C * p.mk;  // gcw repeats per segment of a wide tile (finColsTraining)
-    const int64_t tileCols = p.cw * p.mk;
-    wideLen = tileCols > kMaxTileCols ? 3 * tileCols : 0;  // doubles: 2n sums + 2n floats
     ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), sizeof(float) * size_t(gcwLen), 3 * sizeof(float) * size_t(MC), 3 * sizeof(float) * size_t(BM + kCoefSlack),
                               needRow ? sizeof(double) * size_t(BM * p.nCb * 2) : 0,
                               colParts ? sizeof(double) * size_t(p.nBb * MC * 2) : 0,
                               p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C * p.mk) : 0,
                               tileRows ? size_t(p.slots) * (size_t(D.B * p.mk) * (2 * sizeof(double) + 6 * sizeof(float)) + 3 * sizeof(float) * kCoefSlack + 7 * 64) : 0,
-                              tileRows ? sizeof(TileRows) * size_t(p.slots) : 0,
-                              sizeof(double) * size_t(wideLen) * size_t(p.slots)}) +
-             12 * 64);
+                              tileRows ? sizeof(TileRows) * size_t(p.slots) : 0}) +
+             11 * 64);
     gc = ar.take<float>(D.C);
     gcw = ar.take<float>(gcwLen);
     mbh = ar.take<float>(MC);
@@ -278,7 +268,6 @@ struct NormJob {
     // (the slack past the per-row coefficient arrays is zeroed: read, never used)
     for (float* a : {F, mfh, mfl}) std::fill(a + BM, a + BM + kCoefSlack, 0.f);
     TileRows* trs = tileRows ? ar.take<TileRows>(p.slots) : nullptr;
-    wideScratch = wideLen ? ar.take<double>(wideLen * p.slots) : nullptr;
     if (tileRows)
       for (int sl = 0; sl < p.slots; ++sl) {
         const int64_t nr = D.B * p.mk;
@@ -308,28 +297,17 @@ struct NormJob {
       });
       return;
     }
-    parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int slot) {
-      double* w = wideScratch ? wideScratch + int64_t(slot) * wideLen : nullptr;
-      for (int64_t t = b; t < e; ++t) statsTile(t, nullptr, nullptr, w);
+    parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) statsTile(t, nullptr);
     });
     const int64_t finGrain = std::max<int64_t>(1024, kChunkElems / 4);
     if (p.nBb > 1) {
       parallelFor(MC, finGrain, p.slots, [&](int64_t b, int64_t e, int) {
-        // Runs of up to kMaxTileCols columns of one m: the row blocks' partials summed, then
-        // finalised (vectorised in training).
-        double S[2][kMaxTileCols];
-        for (int64_t r0 = b, n; r0 < e; r0 += n) {
-          n = std::min<int64_t>({kMaxTileCols, e - r0, D.C - r0 % D.C});
-          for (int64_t j = 0; j < n; ++j) S[0][j] = S[1][j] = 0;
+        for (int64_t mc = b; mc < e; ++mc) {
+          double S1 = 0, S2 = 0;
           if (needCol)
-            for (int64_t bb = 0; bb < p.nBb; ++bb) {
-              const double* part = colPart + bb * MC * 2 + r0;
-              for (int64_t j = 0; j < n; ++j) S[0][j] += part[j], S[1][j] += part[MC + j];
-            }
-          if (training)
-            finColsTraining(r0 / D.C, r0 % D.C, n, S[0], S[1]);
-          else
-            for (int64_t j = 0; j < n; ++j) finCol((r0 + j) / D.C, (r0 + j) % D.C, S[0][j], S[1][j]);
+            for (int64_t bb = 0; bb < p.nBb; ++bb) S1 += colPart[bb * MC * 2 + mc], S2 += colPart[bb * MC * 2 + MC + mc];
+          finCol(mc / D.C, mc % D.C, S1, S2);
         }
       });
     }
@@ -371,7 +349,6 @@ void runNorm(const Dims& d, const float* x, const float* gamma, const float* bet
   j.p = makePlan(j.d, 4);
   j.stream = useStreaming(j.d, j.p, j.y, false);
   widenTiles(j.p, 4);
-  rowBlockTiles(j.p);
   j.k = &activeKernels();
   TrimOnExit trim;
   j.run();

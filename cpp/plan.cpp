@@ -61,21 +61,6 @@ void widenTiles(Plan& p, int64_t bytesPerElem) {
   if (p.slots > 1) p.tileGrain = std::min(p.tileGrain, std::max<int64_t>(1, p.tiles / (4 * p.slots)));
 }
 
-// The forward two-pass path where a batch row (M*C floats) is not too wide: tiles of whole batch
-// rows (all m at once, segments of C), one row block per tile, so the statistics pass streams x in
-// memory order like the apply pass, instead of column blocks of 512 floats M*C floats apart. The
-// column partials of the row blocks are merged afterwards (colPart).
-constexpr int64_t kRowBlockCols = 1 << 16;
-void rowBlockTiles(Plan& p) {
-  if (p.fused || p.M * p.C > kRowBlockCols || p.C < 16) return;
-  p.cw = p.C, p.nCb = 1, p.mk = p.M;
-  p.nBb = p.slots > 1 ? std::min<int64_t>(p.B, 4 * p.slots) : 1;
-  p.bt = (p.B + p.nBb - 1) / p.nBb;
-  p.nBb = (p.B + p.bt - 1) / p.bt;
-  p.tiles = p.nBb;
-  p.tileGrain = 1;
-}
-
 // Large outputs with long rows are written with non-temporal stores (they would only
 // evict the inputs from cache, and the stores skip the read-for-ownership), where
 // every row starts 16-byte aligned so a row's stores are all of one kind. Measured on

@@ -77,7 +77,7 @@ struct Plan {
   bool fused;
   int slots;
   int64_t tileGrain;  // tiles per parallel chunk
-  int64_t mk = 1;     // consecutive m per tile (fused wide tiles, see widenTiles; rowBlockTiles: all M)
+  int64_t mk = 1;     // consecutive m per tile (forward/infer fused path at small C; see widenTiles)
 
   void tileAt(int64_t t, int64_t* m, int64_t* c0, int64_t* n, int64_t* b0, int64_t* rows) const {
     const int64_t cb = t % nCb;
@@ -100,9 +100,6 @@ void widenTiles(Plan& p, int64_t bytesPerElem);
 // least a vector wide or the row fits the narrow-segment kernels' tables; chunks of batch rows.
 inline bool canApplyInOrder(const Dims& d, int simdWidth) { return d.C >= simdWidth || d.M * d.C <= kMaxTileCols; }
 inline int64_t inOrderGrain(const Dims& d) { return std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, d.M * d.C)); }
-
-// Forward two-pass tiles of whole batch rows where M*C is at most kRowBlockCols (plan.cpp).
-void rowBlockTiles(Plan& p);
 
 // Non-temporal stores for this output (plan.cpp).
 bool useStreaming(const Dims& d, const Plan& p, const float* out, bool backward);

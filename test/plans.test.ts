@@ -1,8 +1,7 @@
 // Shapes chosen to reach each kernel variant that the CUDA plans pick (planForward /
 // planBackward in cuda/) and the CPU plans' tilings: the slab kernels (B*C <= 16K floats) and
 // the tiled ones, 128-bit (C % 4 == 0) and scalar accesses, several column tiles per row, row
-// chunks (few tiles, B >= 128), the three-stage dgamma reduction (M > 1024), B = 1, C = 1, and
-// the CPU's row-block tiles wider than its stack tables.
+// chunks (few tiles, B >= 128), the three-stage dgamma reduction (M > 1024), B = 1, C = 1.
 // Each shape: forward, backward and inference in all 16 configurations against the float64
 // reference, outputs poisoned first. On every device; under `npm run test:cuda-emu` these run
 // through the emulated CUDA kernels.
@@ -20,9 +19,6 @@ const SHAPES: [string, number[]][] = [
   ['tiled backward only (2*B*C > 16K)', [60, 3, 140]],
   ['three-stage dgamma reduction (M > 1024)', [3, 1100, 5]],
   ['rank 4, small C', [9, 5, 7, 3]],
-  // CPU two-pass tiles of whole batch rows (rowBlockTiles): M*C over the stack's 2048 columns
-  ['CPU row blocks, M > 1, M*C > 2048', [44, 2, 1500]],
-  ['CPU row blocks, C > 2048', [32, 2100]],
 ];
 
 const useName = (u: bln.InferUse) => (Object.keys(u) as (keyof bln.InferUse)[]).filter((k) => u[k]).join('+') || 'none';
