@@ -19,6 +19,8 @@ const SHAPES: [string, number[]][] = [
   ['tiled backward only (2*B*C > 16K)', [60, 3, 140]],
   ['three-stage dgamma reduction (M > 1024)', [3, 1100, 5]],
   ['rank 4, small C', [9, 5, 7, 3]],
+  ['tiled, M > 1 with M*C > 2048', [44, 2, 1500]],
+  ['tiled, C > 2048', [32, 2100]],
 ];
 
 const useName = (u: bln.InferUse) => (Object.keys(u) as (keyof bln.InferUse)[]).filter((k) => u[k]).join('+') || 'none';
