@@ -12,12 +12,12 @@ import {
   expectSameBits,
   freshSeed,
   makeInputs,
-  type Num,
   poisoned,
   randomPop,
   refForward,
   refInfer,
   refPopulation,
+  rmsOf,
   Rng,
   sizeOf,
   Use,
@@ -84,12 +84,11 @@ describe('PopulationStats accumulation', () => {
     const fromRef = refPopulation(refStats, M, C);
     // Means against the RMS of the values they average (sqrt(mean^2 + var)): a population mean near 0
     // ([1,2,6] at B = 1) would make ||got - ref|| / ||ref|| measure the draw, not the arithmetic.
-    const rms = (mean: Num, v: Num) => Float64Array.from(mean, (mu, i) => Math.sqrt(mu * mu + Math.abs(v[i]!)));
     for (const k of KEYS) {
       expectClose(got[k], fromLib[k], 1e-6, `${k} vs spec formulas ${context}`);
       if (k === 'batchMean' || k === 'featureMean') {
         const v = k === 'batchMean' ? fromRef.batchVar : fromRef.featureVar;
-        expectCloseToScale(got[k], fromRef[k], rms(fromRef[k], v), 1e-5, `${k} vs float64, of its values' RMS ${context}`);
+        expectCloseToScale(got[k], fromRef[k], rmsOf(fromRef[k], v), 1e-5, `${k} vs float64, of its values' RMS ${context}`);
       } else {
         expectClose(got[k], fromRef[k], 1e-5, `${k} vs float64 ${context}`);
       }

@@ -331,6 +331,11 @@ export function expectCloseToScale(got: Num, ref: Num, mag: Num, tol: number, co
   if (!(e <= tol) || got.length !== ref.length) throw new Error(`error ${e} > ${tol} (${context})`);
 }
 
+/** sqrt(mean^2 + var), element by element: the RMS of the values a mean was taken over. */
+export function rmsOf(mean: Num, variance: Num): Float64Array {
+  return Float64Array.from(mean as ArrayLike<number>, (mu, i) => Math.sqrt(mu * mu + Math.abs(variance[i]!)));
+}
+
 export function expectStatsClose(got: StatsLike, ref: StatsLike, x: Num, shape: readonly number[], tol: number, context: string): void {
   const { B, M, C } = dims(shape);
   const bMag = new Float64Array(M * C);
