@@ -3,49 +3,17 @@
 //
 // A tile may hold several consecutive m (segments of `seg` = C columns, t.seg > 0): gc then
 // repeats per segment, and the per-row values (muf, rf, P, Q, T, row sums) of segment s sit at
-// [i*coefStride + s]. Segments narrower than a vector gather those per element (segOf).
-
-// A tile's per-column copies of gc (repeated per segment) and, for narrow segments, each
-// element's segment index.
-struct BwdSegs {
-  alignas(64) float gc[bln::kMaxTileCols];
-  alignas(64) int32_t segOf[bln::kMaxTileCols + 16];
-  alignas(64) int32_t rel[bln::kMaxTileCols + 16];  // segOf less that of the vector's first element
-  const float* gcx;  // gc per column of the tile
-  bool narrow;
-  // Element j's value of a per-segment array c (a row's consecutive segments): a full vector
-  // permutes the W values from its first element's segment on (c has kCoefSlack floats of
-  // slack), a tail gathers.
-  template <class VV, int W>
-  VV spread(const float* c, int64_t j) const {
-    if constexpr (VV::W == W && W > 1)
-      return VV::permute(VV::load(c + segOf[j]), rel + j);
-    else
-      return VV::gather(c, segOf + j);
-  }
-  static bool narrowOnly(int64_t n, int64_t seg, int W) { return seg < n && seg < W; }
-  // n <= kMaxTileCols (0: nothing to set up).
-  template <int W>
-  void init(const float* gc0, int64_t n, int64_t seg) {
-    narrow = seg < n && seg < W;
-    gcx = gc0;
-    if (seg >= n) return;
-    for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s)
-      for (int64_t k = 0; k < seg; ++k) gc[s0 + k] = gc0[k], segOf[s0 + k] = static_cast<int32_t>(s);
-    for (int64_t j = 0; j < n; ++j) rel[j] = segOf[j] - segOf[j - j % W];
-    gcx = gc;
-  }
-};
+// [i*coefStride + s]. Segments narrower than a vector spread those per element (SegTables).
 
 // One column step of bwdStatsKernel for R rows: the packing, the three column partials (loaded
 // and stored once for the R rows) and the rows' two sums, into register lanes (g1, g2) or, for
 // narrow segments, per element into tu/tt for the segment sums afterwards.
 template <class VV, int R, bool NARROW, int W>
-inline void bwdStatsStep(const bln::BwdStatsTile& t, const BwdSegs& sg, const float* const* xr, const float* const* dr,
+inline void bwdStatsStep(const bln::BwdStatsTile& t, const SegTables& sg, const float* const* xr, const float* const* dr,
                          float* const* px, float* const* pd, const float* const* mufr, const float* const* rfr, int64_t j,
                          float (*f)[bln::kMaxTileCols], VV* g1, VV* g2, float (*tu)[bln::kMaxTileCols],
                          float (*tt)[bln::kMaxTileCols]) {
-  const VV gc = VV::load(sg.gcx + j), mub = VV::load(t.mub + j);
+  const VV gc = VV::load(sg.ax + j), mub = VV::load(t.mub + j);
   VV c0 = VV::load(f[0] + j), c1 = VV::load(f[1] + j), c2 = VV::load(f[2] + j);
   for (int q = 0; q < R; ++q) {
     const VV xv = VV::load(xr[q] + j), dv = VV::load(dr[q] + j);
@@ -89,7 +57,7 @@ inline void bwdNarrowRowSums(const float* tu, const float* tt, int64_t n, int64_
 
 // R rows from row i of a backward statistics tile.
 template <class V, int R, bool NARROW>
-inline void bwdStatsRows(const bln::BwdStatsTile& t, const BwdSegs& sg, int64_t i, int64_t seg, const int32_t* gi,
+inline void bwdStatsRows(const bln::BwdStatsTile& t, const SegTables& sg, int64_t i, int64_t seg, const int32_t* gi,
                          float (*f)[bln::kMaxTileCols]) {
   const int64_t n = t.n;
   const float *xr[R], *dr[R], *mufr[R], *rfr[R];
@@ -140,8 +108,9 @@ template <class V>
 void bwdStatsKernel(const bln::BwdStatsTile& t) {
   const int64_t n = t.n;
   const int64_t seg = t.seg > 0 ? t.seg : n;
-  BwdSegs sg;
-  sg.init<V::W>(t.gc, n, seg);
+  SegTables sg;
+  sg.init<V::W>(t.gc, nullptr, n, seg);
+  const bool narrow = SegTables::narrow(n, seg, V::W);
   alignas(64) int32_t gi[V::W];
   for (int l = 0; l < V::W; ++l) gi[l] = static_cast<int32_t>(l * seg);
   alignas(64) float f[3][bln::kMaxTileCols];
@@ -151,7 +120,7 @@ void bwdStatsKernel(const bln::BwdStatsTile& t) {
   constexpr int R = 4;
   int64_t i = 0, sinceFlush = 0;
   for (; i + R <= t.rows; i += R) {
-    if (sg.narrow)
+    if (narrow)
       bwdStatsRows<V, R, true>(t, sg, i, seg, gi, f);
     else
       bwdStatsRows<V, R, false>(t, sg, i, seg, gi, f);
@@ -162,7 +131,7 @@ void bwdStatsKernel(const bln::BwdStatsTile& t) {
     }
   }
   for (; i < t.rows; ++i) {
-    if (sg.narrow)
+    if (narrow)
       bwdStatsRows<V, 1, true>(t, sg, i, seg, gi, f);
     else
       bwdStatsRows<V, 1, false>(t, sg, i, seg, gi, f);
@@ -176,8 +145,10 @@ template <class V>
 void bwdApplyKernel(const bln::BwdApplyTile& t) {
   const int64_t n = t.n;
   const int64_t seg = t.seg > 0 ? t.seg : n;
-  BwdSegs sg;  // used for narrow segments only (then n <= kMaxTileCols); wide ones index gc per segment
-  sg.init<V::W>(t.gc, sg.narrowOnly(n, seg, V::W) ? n : 0, seg);
+  // The tables for narrow segments only (then n <= kMaxTileCols); wide ones index gc per segment.
+  const bool narrow = SegTables::narrow(n, seg, V::W);
+  SegTables sg;
+  if (narrow) sg.init<V::W>(t.gc, nullptr, n, seg);
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* xrow = t.x + i * t.inStride;
     const float* drow = t.dy + i * t.inStride;
@@ -193,11 +164,11 @@ void bwdApplyKernel(const bln::BwdApplyTile& t) {
       VV rb = VV::fnma(VV::load(t.Wc + j), xv - VV::load(t.mub + j), VV::fma(g, VV::load(t.U + j), VV::zero() - VV::load(t.V + j)));
       return rf + rb;
     };
-    if (sg.narrow) {
+    if (narrow) {
       const float *Pr = t.P + ci, *Qr = t.Q + ci, *Tr = t.T + ci, *mr = t.muf + ci;
       writeRow<V>(orow, n, t.stream, [&](auto tag, int64_t j) {
         using VV = decltype(tag);
-        return val(tag, j, VV::load(sg.gcx + j), sg.spread<VV, V::W>(Pr, j), sg.spread<VV, V::W>(Qr, j),
+        return val(tag, j, VV::load(sg.ax + j), sg.spread<VV, V::W>(Pr, j), sg.spread<VV, V::W>(Qr, j),
                    sg.spread<VV, V::W>(Tr, j), sg.spread<VV, V::W>(mr, j));
       });
       continue;

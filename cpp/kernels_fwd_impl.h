@@ -17,6 +17,41 @@ inline void prefetchRowForWrite(float* p, int64_t n) {
   __builtin_prefetch(p + n - 1, 1, 3);
 }
 
+// A tile's tables for segments of `seg` columns (several consecutive m): per-channel arrays
+// repeated per segment (ax, and bx where given; for one segment, the arrays themselves) and, for
+// segments narrower than a vector, each element's segment (segOf) and that less the segment of its
+// vector's first element (rel), which spread() uses.
+struct SegTables {
+  alignas(64) float a[bln::kMaxTileCols], b[bln::kMaxTileCols];
+  alignas(64) int32_t segOf[bln::kMaxTileCols + 16];
+  alignas(64) int32_t rel[bln::kMaxTileCols + 16];
+  const float *ax = nullptr, *bx = nullptr;
+  static bool narrow(int64_t n, int64_t seg, int W) { return seg < n && seg < W; }
+  // n <= kMaxTileCols; b0 may be null.
+  template <int W>
+  void init(const float* a0, const float* b0, int64_t n, int64_t seg) {
+    ax = a0, bx = b0;
+    if (seg >= n) return;
+    for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s)
+      for (int64_t k = 0; k < seg; ++k) {
+        a[s0 + k] = a0[k], segOf[s0 + k] = static_cast<int32_t>(s);
+        if (b0) b[s0 + k] = b0[k];
+      }
+    for (int64_t j = 0; j < n; ++j) rel[j] = segOf[j] - segOf[j - j % W];
+    ax = a, bx = b0 ? b : nullptr;
+  }
+  // Element j's value of a per-segment array c (a row's consecutive segments): a full vector
+  // permutes the W values from its first element's segment on (c has kCoefSlack floats of slack
+  // past its end), a tail gathers.
+  template <class VV, int W>
+  VV spread(const float* c, int64_t j) const {
+    if constexpr (VV::W == W && W > 1)
+      return VV::permute(VV::load(c + segOf[j]), rel + j);
+    else
+      return VV::gather(c, segOf + j);
+  }
+};
+
 // One step of fwdStatsKernel at column j for R rows (VV: the full vector or the scalar tail): the
 // packing, the column partials (loaded and stored once for the R rows) and each row's lanes.
 template <class VV, int R, bool COL, bool ROW>
@@ -144,7 +179,7 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
   const int64_t seg = t.seg > 0 ? t.seg : n;
   // Segments narrower than a vector (tiles of several m at small C, e.g. C = 6): the column sums
   // and the packing run over the whole row in vectors, and each segment's row sums apart.
-  const bool narrow = seg < n && seg < V::W;
+  const bool narrow = SegTables::narrow(n, seg, V::W);
   alignas(64) int32_t gi[V::W];  // narrow: lane l reads segment l
   for (int l = 0; l < V::W; ++l) gi[l] = static_cast<int32_t>(l * seg);
   constexpr int64_t R = 4;
@@ -206,38 +241,23 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
   const int64_t seg = t.seg > 0 ? t.seg : n;
   // Segments narrower than a vector (see fwdStatsKernel): the per-segment coefficients are spread
   // over the row's elements first, so the row is one vector pass with the same arithmetic per element.
-  const bool narrow = seg < n && seg < V::W;
-  alignas(64) float gcx[bln::kMaxTileCols], bex[bln::kMaxTileCols];
-  alignas(64) int32_t segOf[bln::kMaxTileCols + 16];  // narrow: element j's segment (gather index)
-  alignas(64) int32_t rel[bln::kMaxTileCols + 16];    // ... less the segment of its vector's first
-  if (narrow) {
-    for (int64_t s0 = 0; s0 < n; s0 += seg)
-      for (int64_t k = 0; k < seg; ++k)
-        gcx[s0 + k] = t.gc[k], bex[s0 + k] = t.beta[k], segOf[s0 + k] = static_cast<int32_t>(s0 / seg);
-    for (int64_t j = 0; j < n; ++j) rel[j] = segOf[j] - segOf[j - j % V::W];
-  }
+  const bool narrow = SegTables::narrow(n, seg, V::W);
+  SegTables sg;
+  if (narrow) sg.init<V::W>(t.gc, t.beta, n, seg);
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* xrow = t.x + i * t.xStride;
     float* yrow = t.y + i * t.rowStride;
     if (i + bln::kPrefetchRows < t.rows) prefetchRowForWrite(yrow + bln::kPrefetchRows * t.rowStride, n);
     if (narrow) {
-      // Each element's per-segment coefficients from the row's (consecutive) ones: a full vector
-      // permutes the W values from its first element's segment on (the callers' coefficient
-      // arrays have W floats of slack past their end), a tail gathers.
+      // Each element's per-segment coefficients spread from the row's (consecutive) ones.
       const float *Fr = t.F + i * t.coefStride, *mhr = t.mfh + i * t.coefStride, *mlr = t.mfl + i * t.coefStride;
       writeRow<V>(yrow, n, t.stream, [&](auto tag, int64_t j) {
         using VV = decltype(tag);
-        auto spread = [&](const float* c) {
-          if constexpr (VV::W == V::W && V::W > 1)
-            return VV::permute(VV::load(c + segOf[j]), rel + j);
-          else
-            return VV::gather(c, segOf + j);
-        };
         VV xv = VV::load(xrow + j);
         VV tb = (xv - VV::load(t.mbh + j)) - VV::load(t.mbl + j);
-        VV acc = VV::fma(VV::load(t.A + j), tb, VV::load(bex + j));
-        VV tf = (xv - spread(mhr)) - spread(mlr);
-        return VV::fma(VV::load(gcx + j) * spread(Fr), tf, acc);
+        VV acc = VV::fma(VV::load(t.A + j), tb, VV::load(sg.bx + j));
+        VV tf = (xv - sg.spread<VV, V::W>(mhr, j)) - sg.spread<VV, V::W>(mlr, j);
+        return VV::fma(VV::load(sg.ax + j) * sg.spread<VV, V::W>(Fr, j), tf, acc);
       });
       continue;
     }
