@@ -239,8 +239,8 @@ template <class V>
 void fwdApplyKernel(const bln::FwdApplyTile& t) {
   const int64_t n = t.n;
   const int64_t seg = t.seg > 0 ? t.seg : n;
-  // Segments narrower than a vector (see fwdStatsKernel): the per-segment coefficients are spread
-  // over the row's elements first, so the row is one vector pass with the same arithmetic per element.
+  // Segments narrower than a vector (see fwdStatsKernel): the row is one vector pass, each element's
+  // per-segment coefficients spread to it (SegTables), with the same arithmetic per element.
   const bool narrow = SegTables::narrow(n, seg, V::W);
   SegTables sg;
   if (narrow) sg.init<V::W>(t.gc, t.beta, n, seg);
