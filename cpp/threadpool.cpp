@@ -58,8 +58,12 @@ struct Job {
     return false;
   }
   std::atomic<int> slots{1};      // participants so far (the caller is slot 0)
-  int64_t doneChunks = 0;         // guarded by the pool mutex
-  int inside = 0;                 // workers currently inside, guarded by the mutex
+  // Chunks finished, and workers currently inside (changed under the pool mutex, which they
+  // leave last: once both are complete no worker touches the job again). Atomics, so that the
+  // caller can spin on them before it sleeps.
+  std::atomic<int64_t> doneChunks{0};
+  std::atomic<int> inside{0};
+  bool finished() const { return inside.load() == 0 && doneChunks.load() == chunks; }
   std::exception_ptr error;       // guarded by the mutex
   std::atomic<bool> failed{false};
 };
@@ -101,11 +105,14 @@ class Pool {
     const int helpers = std::min<int64_t>(job.maxSlots - 1, job.chunks - 1);
     for (int i = 0; i < helpers; ++i) cv_.notify_one();
     work(job, 0);
+    // The workers still inside usually finish within microseconds: wait for them spinning
+    // first, as they wait for jobs (a sleep and a wake-up can cost more than a small call).
+    spinUntil([&] { return job.finished(); });
     std::unique_lock<std::mutex> lk(mu_);
     // Unlist the job so no new worker enters, then wait for those inside.
     auto it = std::find(queue_.begin(), queue_.end(), &job);
     if (it != queue_.end()) queue_.erase(it);
-    doneCv_.wait(lk, [&] { return job.inside == 0 && job.doneChunks == job.chunks; });
+    doneCv_.wait(lk, [&] { return job.finished(); });
     if (job.error) std::rethrow_exception(job.error);
   }
 
@@ -131,8 +138,11 @@ class Pool {
           job.failed.store(true);
         }
       }
-      std::lock_guard<std::mutex> lk(mu_);
-      if (++job.doneChunks == job.chunks) doneCv_.notify_all();
+      // (the caller may sleep on doneCv_ for the last chunk: that notify goes under the mutex)
+      if (job.doneChunks.fetch_add(1) + 1 == job.chunks) {
+        std::lock_guard<std::mutex> lk(mu_);
+        doneCv_.notify_all();
+      }
     }
   }
 
@@ -156,7 +166,7 @@ class Pool {
       if (!ready()) {
         const uint64_t seen = posted_.load(std::memory_order_acquire);
         lk.unlock();
-        spinWhile(seen);
+        spinUntil([&] { return posted_.load(std::memory_order_acquire) != seen; });
         lk.lock();
         cv_.wait(lk, ready);
       }
@@ -170,12 +180,14 @@ class Pool {
       if (--job->inside == 0) doneCv_.notify_all();
     }
   }
-  void spinWhile(uint64_t seen) const {
+  // Spins until done() or for spinNs(), whichever comes first.
+  template <class Done>
+  static void spinUntil(Done done) {
     const int64_t ns = spinNs();
     if (ns <= 0) return;
     const auto end = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
     for (int i = 1;; ++i) {
-      if (posted_.load(std::memory_order_acquire) != seen) return;
+      if (done()) return;
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #elif defined(__aarch64__)
