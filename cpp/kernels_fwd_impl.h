@@ -251,11 +251,12 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
     if (narrow) {
       // Each element's per-segment coefficients spread from the row's (consecutive) ones.
       const float *Fr = t.F + i * t.coefStride, *mhr = t.mfh + i * t.coefStride, *mlr = t.mfl + i * t.coefStride;
+      const float *mbh = t.mbh, *mbl = t.mbl, *A = t.A, *bx = sg.bx;  // (kept in registers)
       writeRow<V>(yrow, n, t.stream, [&](auto tag, int64_t j) {
         using VV = decltype(tag);
         VV xv = VV::load(xrow + j);
-        VV tb = (xv - VV::load(t.mbh + j)) - VV::load(t.mbl + j);
-        VV acc = VV::fma(VV::load(t.A + j), tb, VV::load(sg.bx + j));
+        VV tb = (xv - VV::load(mbh + j)) - VV::load(mbl + j);
+        VV acc = VV::fma(VV::load(A + j), tb, VV::load(bx + j));
         VV tf = (xv - sg.spread<VV, V::W>(mhr, j)) - sg.spread<VV, V::W>(mlr, j);
         return VV::fma(VV::load(sg.ax + j) * sg.spread<VV, V::W>(Fr, j), tf, acc);
       });
