@@ -257,6 +257,25 @@ describe('infer', () => {
     },
   );
 
+  // A population variance whose var + eps is below float's normal range sends its run of columns (several
+  // m at small C) to the exact per-column path: every column of that run must still get its own m and c.
+  test('all four flags true, zero population variances with epsilon 1e-50 in two runs of columns at C = 3', () => {
+    const seed = freshSeed();
+    const rng = new Rng(seed);
+    const shape = [6, 40, 3];
+    const { B, M, C } = dims(shape);
+    const { x, gamma, beta } = makeInputs(rng, shape);
+    const population = randomPop(rng, shape, 0.3, 0.5);
+    for (const mc of [5 * C + 1, 27 * C + 2]) {
+      population.batchVar[mc] = 0;
+      for (let b = 0; b < B; b++) x[b * M * C + mc] = population.batchMean[mc]!; // x - mean = 0 there
+    }
+    const all = { batchMean: true, batchVar: true, featureMean: true, featureVar: true };
+    scrub(shape);
+    const y = bln.infer(x, shape, gamma, beta, population, all, { epsilon: 1e-50 });
+    expectClose(y, refInfer(x, shape, gamma, beta, population, all, 1e-50), 1e-5, ctx(seed, shape));
+  });
+
   test('inferAsync with all four flags true equals the reference too', async () => {
     const seed = freshSeed();
     const rng = new Rng(seed);
