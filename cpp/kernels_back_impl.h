@@ -40,13 +40,10 @@ template <class V>
 inline void bwdNarrowRowSums(const float* tu, const float* tt, int64_t n, int64_t seg, const int32_t* gi, double* o) {
   const int64_t nseg = n / seg;
   int64_t s = 0;
-  alignas(64) float l1[V::W], l2[V::W];
   for (; s + V::W <= nseg; s += V::W) {
     V a1 = V::zero(), a2 = V::zero();
     for (int64_t c = 0; c < seg; ++c) a1 = a1 + V::gather(tu + s * seg + c, gi), a2 = a2 + V::gather(tt + s * seg + c, gi);
-    a1.store(l1);
-    a2.store(l2);
-    for (int l = 0; l < V::W; ++l) o[(s + l) * 2] = (double)l1[l], o[(s + l) * 2 + 1] = (double)l2[l];
+    V::storePairs(o + s * 2, a1, a2);
   }
   for (; s < nseg; ++s) {
     float a1 = 0.f, a2 = 0.f;

@@ -134,7 +134,6 @@ inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t se
   double* o = t.rowOut + i * t.rowOutStride;
   const int64_t nseg = t.n / seg;
   int64_t s = 0;
-  alignas(64) float l1[V::W], l2[V::W];
   for (; s + V::W <= nseg; s += V::W) {
     const float* base = r + s * seg;
     const V k = V::gather(base - t.c0, gi);
@@ -145,9 +144,7 @@ inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t se
       a1 = a1 + e;
       a2 = V::fma(e, e, a2);
     }
-    a1.store(l1);
-    a2.store(l2);
-    for (int l = 0; l < V::W; ++l) o[(s + l) * 2] = (double)l1[l], o[(s + l) * 2 + 1] = (double)l2[l];
+    V::storePairs(o + s * 2, a1, a2);
   }
   for (; s < nseg; ++s) {
     const float* base = r + s * seg;

@@ -41,6 +41,8 @@ struct VScalar {
   static VScalar fnma(VScalar a, VScalar b, VScalar c) { return {c.v - a.v * b.v}; }
 #endif
   double hsum() const { return (double)v; }
+  // o[2l] = a[l], o[2l + 1] = b[l] in double, for every lane l (row sums written as {S1, S2} pairs).
+  static void storePairs(double* o, VScalar a, VScalar b) { o[0] = (double)a.v, o[1] = (double)b.v; }
 };
 
 #if defined(__AVX2__) || defined(__AVX512F__)
@@ -102,6 +104,15 @@ struct VAvx2 {
     __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
     return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
   }
+  static void storePairs(double* o, VAvx2 a, VAvx2 b) {
+    for (int h = 0; h < 2; ++h) {
+      const __m256d x = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(a.v, 1) : _mm256_castps256_ps128(a.v));
+      const __m256d y = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(b.v, 1) : _mm256_castps256_ps128(b.v));
+      const __m256d lo = _mm256_unpacklo_pd(x, y), hi = _mm256_unpackhi_pd(x, y);  // {x0 y0 x2 y2}, {x1 y1 x3 y3}
+      _mm256_storeu_pd(o + 8 * h, _mm256_permute2f128_pd(lo, hi, 0x20));
+      _mm256_storeu_pd(o + 8 * h + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
+    }
+  }
 };
 #endif
 
@@ -133,6 +144,15 @@ struct VAvx512 {
     __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
     __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
     return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+  }
+  static void storePairs(double* o, VAvx512 a, VAvx512 b) {
+    const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    for (int h = 0; h < 2; ++h) {
+      const __m512d x = _mm512_cvtps_pd(h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)) : _mm512_castps512_ps256(a.v));
+      const __m512d y = _mm512_cvtps_pd(h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b.v), 1)) : _mm512_castps512_ps256(b.v));
+      _mm512_storeu_pd(o + 16 * h, _mm512_permutex2var_pd(x, lo, y));
+      _mm512_storeu_pd(o + 16 * h + 8, _mm512_permutex2var_pd(x, hi, y));
+    }
   }
 };
 #endif
@@ -167,6 +187,14 @@ struct VNeon {
     float64x2_t lo = vcvt_f64_f32(vget_low_f32(v));
     float64x2_t hi = vcvt_high_f64_f32(v);
     return vaddvq_f64(vaddq_f64(lo, hi));
+  }
+  static void storePairs(double* o, VNeon a, VNeon b) {
+    const float64x2_t a0 = vcvt_f64_f32(vget_low_f32(a.v)), a1 = vcvt_high_f64_f32(a.v);
+    const float64x2_t b0 = vcvt_f64_f32(vget_low_f32(b.v)), b1 = vcvt_high_f64_f32(b.v);
+    vst1q_f64(o, vzip1q_f64(a0, b0));
+    vst1q_f64(o + 2, vzip2q_f64(a0, b0));
+    vst1q_f64(o + 4, vzip1q_f64(a1, b1));
+    vst1q_f64(o + 6, vzip2q_f64(a1, b1));
   }
 };
 #endif
