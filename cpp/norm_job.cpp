@@ -282,7 +282,8 @@ struct NormJob {
       gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
       gcw[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC * wb);
     }
-    for (int64_t c = D.C; c < gcwLen; ++c) gcw[c] = gcw[c - D.C];
+    // (repeated by doubling copies: the element loop was a store-to-load chain C floats long)
+    for (int64_t len = D.C; len < gcwLen; len *= 2) std::memcpy(gcw + len, gcw, sizeof(float) * std::min(len, gcwLen - len));
     invB = 1.0 / static_cast<double>(D.B);
     invC = 1.0 / static_cast<double>(D.C);
     wff = static_cast<float>(wf);
