@@ -53,8 +53,11 @@ export function isDetached(buf: ArrayBufferLike): boolean {
  * sandbox) are Float32Arrays too, and the native side accepts them.
  */
 export function float32(v: unknown, name: string): Float32Array {
-  if (!types.isFloat32Array(v)) throw invalidType('Float32Array', name, v);
-  if (isDetached(v.buffer)) throw new TypeError(`Expected Float32Array for ${name} but received one whose buffer is detached`);
+  // (`instanceof` first: it is the common case and cheaper than the internal-type query, which
+  // with the `.buffer` below was a sixth of a small call)
+  if (!(v instanceof Float32Array) && !types.isFloat32Array(v)) throw invalidType('Float32Array', name, v);
+  // A view of a detached buffer has length 0, so only an empty view needs its buffer looked at.
+  if (v.length === 0 && isDetached(v.buffer)) throw new TypeError(`Expected Float32Array for ${name} but received one whose buffer is detached`);
   return v;
 }
 

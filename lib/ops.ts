@@ -3,7 +3,7 @@
 // addon.ts), then run on this thread or on the libuv pool.
 import { native, type BackwardCall, type ForwardCall, type InferCall } from './addon';
 import * as is from './is';
-import { checkNoOverlap, newOutput, outArray, outObject, resolveOptions, statsArg, useArg } from './options';
+import { checkNoOverlap, newOutput, outArray, outObject, resolveOptions, statsArg, useArg, type OverlapNames } from './options';
 import { checkSizeMatches, parseShape } from './shape';
 import {
   STAT_KEYS,
@@ -18,6 +18,23 @@ import {
 } from './types';
 
 type Call<A, R> = { args: A; result: R };
+
+// What the overlap check calls each entry point's outputs and inputs (in the order passed to it).
+const FORWARD_NAMES: OverlapNames = {
+  outKeys: ['y', ...STAT_KEYS],
+  outNames: ['out.y', ...STAT_KEYS.map((k) => `out.${k}`)],
+  inNames: ['x', 'gamma', 'beta'],
+};
+const BACKWARD_NAMES: OverlapNames = {
+  outKeys: ['dx', 'dgamma', 'dbeta'],
+  outNames: ['out.dx', 'out.dgamma', 'out.dbeta'],
+  inNames: ['dy', 'x', 'gamma', ...STAT_KEYS.map((k) => `stats.${k}`)],
+};
+const INFER_NAMES: OverlapNames = {
+  outKeys: ['out'],
+  outNames: ['options.out'],
+  inNames: ['x', 'gamma', 'beta', ...STAT_KEYS.map((k) => `population.${k}`)],
+};
 
 function prepareForward(x: unknown, shape: unknown, gamma: unknown, beta: unknown, options: unknown): Call<ForwardCall, ForwardResult> {
   const v = parseShape(shape);
@@ -34,11 +51,7 @@ function prepareForward(x: unknown, shape: unknown, gamma: unknown, beta: unknow
     featureMean: outArray(out, 'featureMean', v.B * v.M, 'out.featureMean'),
     featureVar: outArray(out, 'featureVar', v.B * v.M, 'out.featureVar'),
   };
-  checkNoOverlap(
-    out,
-    [['y', 'out.y', y], ...STAT_KEYS.map((k) => [k, `out.${k}`, stats[k]] as [string, string, Float32Array])],
-    [['x', xa], ['gamma', g], ['beta', b]],
-  );
+  checkNoOverlap(out, FORWARD_NAMES, [y, stats.batchMean, stats.batchVar, stats.featureMean, stats.featureVar], [xa, g, b]);
   return {
     args: [xa, v.B, v.M, v.C, g, b, o.eps, o.N, o.device, y, stats.batchMean, stats.batchVar, stats.featureMean, stats.featureVar],
     result: { y, stats },
@@ -60,11 +73,7 @@ function prepareBackward(dy: unknown, x: unknown, shape: unknown, gamma: unknown
     dgamma: outArray(out, 'dgamma', v.C, 'out.dgamma'),
     dbeta: outArray(out, 'dbeta', v.C, 'out.dbeta'),
   };
-  checkNoOverlap(
-    out,
-    [['dx', 'out.dx', res.dx], ['dgamma', 'out.dgamma', res.dgamma], ['dbeta', 'out.dbeta', res.dbeta]],
-    [['dy', da], ['x', xa], ['gamma', g], ...STAT_KEYS.map((k) => [`stats.${k}`, s[k]] as [string, Float32Array])],
-  );
+  checkNoOverlap(out, BACKWARD_NAMES, [res.dx, res.dgamma, res.dbeta], [da, xa, g, s.batchMean, s.batchVar, s.featureMean, s.featureVar]);
   return {
     args: [da, xa, v.B, v.M, v.C, g, s.batchMean, s.batchVar, s.featureMean, s.featureVar, o.eps, o.N, o.device, res.dx, res.dgamma, res.dbeta],
     result: res,
@@ -81,7 +90,7 @@ function prepareInfer(x: unknown, shape: unknown, gamma: unknown, beta: unknown,
   const u = useArg(use);
   const o = resolveOptions(options, v.B, ['out']);
   const y = is.defined(o.out) ? is.float32OfLength(o.out, 'options.out', v.size) : newOutput(v.size, 'options.out');
-  checkNoOverlap({ out: o.out }, [['out', 'options.out', y]], [['x', xa], ['gamma', g], ['beta', b], ...STAT_KEYS.map((k) => [`population.${k}`, pop[k]] as [string, Float32Array])]);
+  checkNoOverlap({ out: o.out }, INFER_NAMES, [y], [xa, g, b, pop.batchMean, pop.batchVar, pop.featureMean, pop.featureVar]);
   return {
     args: [xa, v.B, v.M, v.C, g, b, pop.batchMean, pop.batchVar, pop.featureMean, pop.featureVar, u.mask, o.eps, o.N, o.device, y],
     result: y,

@@ -54,24 +54,33 @@ export function outArray(out: Record<string, unknown>, key: string, length: numb
   return is.float32OfLength(v, name, length);
 }
 
+/** The names of one entry point's outputs (keys of options.out, and as errors name them) and inputs. */
+export interface OverlapNames {
+  outKeys: readonly string[];
+  outNames: readonly string[];
+  inNames: readonly string[];
+}
+
 /**
  * No output may share memory with an input or another output. Only caller-provided outputs
  * are checked (fresh ones cannot overlap anything), and each view's buffer is read once:
- * this runs on every call, and at small shapes it was 15% of the call.
+ * this runs on every call, and at small shapes it was 15% of the call. The names are constant
+ * per entry point (nothing is built per call but the two arrays of views).
  */
-export function checkNoOverlap(out: Record<string, unknown>, outputs: [string, string, Float32Array][], inputs: [string, Float32Array][]): void {
-  const names: string[] = [];
-  const views: Float32Array[] = [];
-  for (const [key, name, a] of outputs)
-    if (is.defined(out[key])) {
-      names.push(name);
-      views.push(a);
-    }
-  const given = views.length;
+export function checkNoOverlap(out: Record<string, unknown>, names: OverlapNames, outputs: Float32Array[], inputs: Float32Array[]): void {
+  let given = 0;
+  for (let i = 0; i < outputs.length; i++) if (is.defined(out[names.outKeys[i]!])) given++;
   if (given === 0) return;
-  for (const [name, a] of inputs) {
-    names.push(name);
-    views.push(a);
+  const views: Float32Array[] = [];
+  const labels: string[] = [];
+  for (let i = 0; i < outputs.length; i++)
+    if (is.defined(out[names.outKeys[i]!])) {
+      views.push(outputs[i]!);
+      labels.push(names.outNames[i]!);
+    }
+  for (let i = 0; i < inputs.length; i++) {
+    views.push(inputs[i]!);
+    labels.push(names.inNames[i]!);
   }
   const bufs = views.map((v) => v.buffer);
   for (let i = 0; i < given; i++) {
@@ -80,7 +89,7 @@ export function checkNoOverlap(out: Record<string, unknown>, outputs: [string, s
     for (let j = i + 1; j < views.length; j++) {
       if (bufs[i] !== bufs[j]) continue;
       const plo = views[j]!.byteOffset;
-      if (lo < plo + views[j]!.byteLength && plo < hi) throw new RangeError(`Expected ${names[i]} not to share memory with ${names[j]}`);
+      if (lo < plo + views[j]!.byteLength && plo < hi) throw new RangeError(`Expected ${labels[i]} not to share memory with ${labels[j]}`);
     }
   }
 }
