@@ -29,6 +29,9 @@ constexpr int64_t kFuseBytes = 256 * 1024;    // slab size that stays in L2 betw
 // 33.7 to 25.8 us (backward 71.9 -> 54.0 us; AVX-512 Xeon, 2 cores). Smaller calls ([25,5,5,16],
 // 10,000) were slower on two: the threads' rows of the [B, M] feature statistics share cache lines.
 constexpr int64_t kSerialElems = 1 << 14;
+// The same for inference with every statistic from the population (one pass, no statistics):
+// from 2^14 on two threads it was slower (infer [8,40,64] 7.5 -> 13.4 us, [100,200] 6.3 -> 8.0 us).
+constexpr int64_t kSerialElemsOnePass = 1 << 15;
 constexpr int64_t kChunkElems = 1 << 14;       // work per parallel chunk, at least
 
 // Per-thread scratch, reused across calls (no heap traffic per call once warm).
