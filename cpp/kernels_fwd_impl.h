@@ -281,3 +281,15 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
   if (t.stream) V::fence();
 }
 
+template <class V>
+void affineApplyKernel(const bln::AffineTile& t) {
+  const float *P = t.P, *Q = t.Q;
+  for (int64_t i = 0; i < t.rows; ++i) {
+    const float* xr = t.x + i * t.rowStride;
+    writeRow<V>(t.y + i * t.rowStride, t.n, t.stream, [&](auto tag, int64_t j) {
+      using VV = decltype(tag);
+      return VV::fma(VV::load(P + j), VV::load(xr + j), VV::load(Q + j));
+    });
+  }
+  if (t.stream) V::fence();
+}

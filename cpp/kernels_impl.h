@@ -62,6 +62,35 @@ bool finGivenKernel(const bln::FinGiven& f) {
   return (f.scaleStride ? finGivenLoop<true> : finGivenLoop<false>)(f.n, f.mean, f.var, f.eps, f.scale, f.hi, f.lo, f.coef);
 }
 
+// One m's C columns of FinAffine (a plain loop the compiler vectorises; returns the count of bad items).
+int finAffineLoop(int64_t n, const float* __restrict gc, const float* __restrict beta, const float* __restrict A,
+                  const float* __restrict mbh, const float* __restrict mbl, const float* __restrict bv, float F, double mf,
+                  double eps, float* __restrict P, float* __restrict Q) {
+  const double k2 = bln::kAffineSigmas * bln::kAffineSigmas;
+  int bad = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const double mb = static_cast<double>(mbh[j]) + static_cast<double>(mbl[j]);
+    const float g = gc[j] * F;  // (the same float product as the hi/lo apply's)
+    const double p = static_cast<double>(g) + static_cast<double>(A[j]);
+    const double q = static_cast<double>(beta[j]) - static_cast<double>(g) * mf - static_cast<double>(A[j]) * mb;
+    bad |= int(!(mb * mb <= k2 * (static_cast<double>(bv[j]) + eps))) | int(!std::isfinite(p)) | int(!std::isfinite(q));
+    P[j] = static_cast<float>(p);
+    Q[j] = static_cast<float>(q);
+  }
+  return bad;
+}
+bool finAffineKernel(const bln::FinAffine& f) {
+  const double k2 = bln::kAffineSigmas * bln::kAffineSigmas;
+  int bad = 0;
+  for (int64_t s = 0; s < f.km; ++s) {
+    const double mf = static_cast<double>(f.mfh[s]) + static_cast<double>(f.mfl[s]);
+    bad |= int(!(mf * mf <= k2 * (static_cast<double>(f.featureVar[s]) + f.eps)));
+    const int64_t o = s * f.C;
+    bad |= finAffineLoop(f.C, f.gc, f.beta, f.A + o, f.mbh + o, f.mbl + o, f.batchVar + o, f.F[s], mf, f.eps, f.P + o, f.Q + o);
+  }
+  return bad == 0;
+}
+
 bool finBwdColsLoop(int64_t n, const float* __restrict bv, const double* __restrict Sdy, const double* __restrict Sdyxb,
                     const double* __restrict Sdyxf, const float* __restrict gamma, int64_t B, double wf, double wb,
                     double invSqrtC, double eps, float* __restrict U, float* __restrict V, float* __restrict W,
@@ -105,6 +134,8 @@ bln::KernelTable makeKernelTable(bln::SimdLevel level) {
   k.fwdStats[1] = &fwdStatsKernel<V, true, false>;
   k.fwdStats[2] = &fwdStatsKernel<V, false, true>;
   k.fwdApply = &fwdApplyKernel<V>;
+  k.finAffine = &finAffineKernel;
+  k.affineApply = &affineApplyKernel<V>;
   k.bwdStats = &bwdStatsKernel<V>;
   k.bwdApply = &bwdApplyKernel<V>;
   k.finRun = &finRunKernel;

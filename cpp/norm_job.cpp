@@ -2,6 +2,7 @@
 // where the slab fits in L2), their finalisation into per-column and per-row coefficients
 // (numerics.h), and the apply pass. The hot loops are kernels_impl.h's; plan.h cuts the tiles.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -211,7 +212,24 @@ struct NormJob {
     const FinGiven f{d.M, pop->featureMean, pop->featureVar, eps, &wff, 0, mfh, mfl, F};
     if (!k->finGiven(f))
       for (int64_t m = 0; m < d.M; ++m) finRow(m, 0, 0);
-    applyInOrder(true);
+    // Every mean small against its deviation: y = P*x + Q (kernels.h's FinAffine), else hi/lo.
+    const int64_t MC = d.M * d.C;
+    float* P = tlsArena.take<float>(MC);
+    float* Q = tlsArena.take<float>(MC);
+    std::atomic<bool> affine{true};
+    parallelFor(runs, std::max<int64_t>(1, finGrain / (d.C * p.mk)), p.slots, [&](int64_t b, int64_t e, int) {
+      for (int64_t r = b; r < e && affine.load(std::memory_order_relaxed); ++r) {
+        const int64_t m0 = r * p.mk, mc = m0 * d.C, km = std::min(p.mk, d.M - m0);
+        const FinAffine fa{km,          d.C,          gc,      beta,    A + mc, mbh + mc, mbl + mc, pop->batchVar + mc, F + m0,
+                           mfh + m0,    mfl + m0,     pop->featureVar + m0, eps, P + mc, Q + mc};
+        if (!k->finAffine(fa)) affine.store(false, std::memory_order_relaxed);
+      }
+    });
+    if (!affine.load()) return applyInOrder(true);
+    parallelFor(d.B, inOrderGrain(d), p.slots, [&](int64_t b, int64_t e, int) {
+      const AffineTile at{x + b * MC, y + b * MC, e - b, MC, MC, P, Q, stream};
+      k->affineApply(at);
+    });
   }
 
   // The apply pass in memory order once every coefficient is made: a tile row is a whole batch
@@ -254,8 +272,9 @@ struct NormJob {
                               colParts ? sizeof(double) * size_t(p.nBb * MC * 2) : 0,
                               p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C * p.mk) : 0,
                               tileRows ? size_t(p.slots) * (size_t(D.B * p.mk) * (2 * sizeof(double) + 6 * sizeof(float)) + 3 * sizeof(float) * kCoefSlack + 7 * 64) : 0,
-                              tileRows ? sizeof(TileRows) * size_t(p.slots) : 0}) +
-             11 * 64);
+                              tileRows ? sizeof(TileRows) * size_t(p.slots) : 0,
+                              !needCol && !needRow ? 2 * sizeof(float) * size_t(MC) : 0}) +
+             13 * 64);
     gc = ar.take<float>(D.C);
     gcw = ar.take<float>(gcwLen);
     mbh = ar.take<float>(MC);

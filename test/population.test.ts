@@ -276,6 +276,29 @@ describe('infer', () => {
     expectClose(y, refInfer(x, shape, gamma, beta, population, all, 1e-50), 1e-5, ctx(seed, shape));
   });
 
+  // With every statistic from the population the CPU folds each column's coefficients into y = P*x + Q
+  // where every mean is within 8 of its deviations (kernels.h's FinAffine). Far beyond that (1e4 + N(0,1))
+  // the fold would lose ~1e-3, so those calls keep the hi/lo form; at 7.5 deviations the fold is used.
+  test.each([[[40, 2, 33]], [[25, 14, 14, 6]], [[64, 300]]])('all four flags true on %j: a population at offset 1e4, and one at 7.5 deviations', (shape) => {
+    const seed = freshSeed();
+    const rng = new Rng(seed);
+    const { B, M, C } = dims(shape);
+    const all = { batchMean: true, batchVar: true, featureMean: true, featureVar: true };
+    const { gamma, beta } = makeInputs(rng, shape);
+    for (const far of [true, false]) {
+      const bv = rng.uniforms(M * C, 0.5, 2);
+      const fv = rng.uniforms(M, 0.5, 2);
+      const sign = () => (rng.uniforms(1, 0, 1)[0]! < 0.5 ? -1 : 1);
+      const bm = Float32Array.from(bv, (v) => (far ? 1e4 + sign() * 0.3 : sign() * 7.5 * Math.sqrt(v + 1e-3)));
+      const fm = Float32Array.from(fv, (v) => (far ? 1e4 + sign() * 0.3 : sign() * 7.5 * Math.sqrt(v + 1e-3)));
+      const noise = rng.normals(B * M * C, 0, 1);
+      const x = Float32Array.from(noise, (z, i) => bm[i % (M * C)]! + z); // each value near its column's mean
+      const population = { batchMean: bm, batchVar: bv, featureMean: fm, featureVar: fv };
+      const y = bln.infer(x, shape, gamma, beta, population, all);
+      expectClose(y, refInfer(x, shape, gamma, beta, population, all), 1e-5, ctx(seed, shape, far ? 'offset 1e4' : '7.5 deviations'));
+    }
+  });
+
   test('inferAsync with all four flags true equals the reference too', async () => {
     const seed = freshSeed();
     const rng = new Rng(seed);
