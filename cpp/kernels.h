@@ -62,6 +62,9 @@ struct FwdApplyTile {
   // Segments of `seg` columns (several consecutive m): gc/beta are per channel (seg long)
   // and repeat per segment, per-row coefficients of segment s are at F[i*coefStride + s].
   int64_t seg = 0;  // 0: one segment
+  // Optional folded form (segments of at least a vector; see NormJob::foldCoefs):
+  // y = gc*(F*x - Fm) + (A*x + Qc), Qc per column, Fm per row (stride coefStride).
+  const float *Qc = nullptr, *Fm = nullptr;
 };
 
 // Backward reductions. Column j: Sdy = sum dy, Sdyxb = sum dy*(x - mub),

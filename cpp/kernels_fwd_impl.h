@@ -259,6 +259,20 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
       });
       continue;
     }
+    if (t.Qc) {  // the folded form
+      for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s) {
+        const float* xr = xrow + s0;
+        const float *gc = t.gc, *A = t.A + s0, *Qc = t.Qc + s0;
+        const float F = t.F[i * t.coefStride + s], Fm = t.Fm[i * t.coefStride + s];
+        writeRow<V>(yrow + s0, seg, t.stream, [&](auto tag, int64_t j) {
+          using VV = decltype(tag);
+          const VV xv = VV::load(xr + j);
+          const VV u = VV::fma(VV::load(A + j), xv, VV::load(Qc + j));
+          return VV::fma(VV::load(gc + j), VV::fma(VV::set1(F), xv, VV::set1(-Fm)), u);
+        });
+      }
+      continue;
+    }
     for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s) {
       const float* xr = xrow + s0;
       float* yr = yrow + s0;

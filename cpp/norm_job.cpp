@@ -34,6 +34,7 @@ struct NormJob {
   // scratch
   float *gc, *gcw, *mbh, *mbl, *A, *F, *mfh, *mfl;  // gcw = gamma*wb/sqrt(C)
   float* packs;  // fused path: one packed slab per participant
+  float *Qc = nullptr, *Fm = nullptr;  // two-pass path: the folded coefficients (foldCoefs)
   double *rowPart, *colPart;  // row partials [r][cb]{S1,S2}; column partials [bb][mc] S1 then S2
 
   void finCol(int64_t m, int64_t c, double S1, double S2) const {
@@ -99,6 +100,36 @@ struct NormJob {
       std::memcpy(out.featureMean + r0 + i * d.M, tr.mean + i * km, sizeof(float) * km);
       std::memcpy(out.featureVar + r0 + i * d.M, tr.var + i * km, sizeof(float) * km);
     }
+  }
+
+  // The two-pass apply's folded coefficients: y = gc*(F*x - Fm) + (A*x + Qc) with Qc = beta -
+  // A*(mbh + mbl) per column and Fm = F*(mfh + mfl) per row reads three column arrays instead of
+  // five (forward [256,4096]: its apply streamed 80 KiB of coefficients per 16 KiB row from L2).
+  // Only where every mean is within kAffineSigmas of its deviation (|A*mean| <= K*|gcw|, as A =
+  // gcw/sqrt(var + eps); the same for rows), where the fold's roundings stay under ~1e-6 of the
+  // output's scale; else (1e4 + N(0,1) data) the hi/lo form. Forward and infer with every flag
+  // false make it from the same coefficients, so they stay equal bit for bit.
+  bool foldCoefs() const {
+    const double K = kAffineSigmas;
+    int bad = 0;
+    for (int64_t m = 0; m < d.M; ++m) {
+      const float* __restrict a = A + m * d.C;
+      const float* __restrict hi = mbh + m * d.C;
+      const float* __restrict lo = mbl + m * d.C;
+      float* __restrict q = Qc + m * d.C;
+      for (int64_t c = 0; c < d.C; ++c) {
+        const double mb = static_cast<double>(hi[c]) + static_cast<double>(lo[c]), am = static_cast<double>(a[c]) * mb;
+        bad |= int(!(std::fabs(am) <= K * std::fabs(static_cast<double>(gcw[c]))));
+        q[c] = static_cast<float>(static_cast<double>(beta[c]) - am);
+      }
+    }
+    const int64_t BM = d.B * d.M;
+    for (int64_t r = 0; r < BM; ++r) {
+      const double fm = static_cast<double>(F[r]) * (static_cast<double>(mfh[r]) + static_cast<double>(mfl[r]));
+      bad |= int(!(std::fabs(fm) <= K * std::fabs(static_cast<double>(wff))));
+      Fm[r] = static_cast<float>(fm);
+    }
+    return bad == 0;
   }
 
   // Statistics of one tile; finalises what the tile alone determines. `pack`, when
@@ -185,6 +216,7 @@ struct NormJob {
     at.mfl = mfl + r0;
     at.coefStride = d.M;
     if (tr) at.F = tr->F, at.mfh = tr->mh, at.mfl = tr->ml, at.coefStride = km;
+    if (Qc && !packed) at.Qc = Qc + mc, at.Fm = Fm + r0;
     at.stream = stream;
     at.seg = km > 1 ? seg : 0;
     k->fwdApply(at);
@@ -254,6 +286,7 @@ struct NormJob {
       at.mfh = perM ? mfh : mfh + b * d.M;
       at.mfl = perM ? mfl : mfl + b * d.M;
       at.coefStride = perM ? 0 : d.M;
+      if (!perM && Qc) at.Qc = Qc, at.Fm = Fm + b * d.M;
       at.stream = stream;
       at.seg = d.M > 1 ? d.C : 0;
       k->fwdApply(at);
@@ -273,8 +306,9 @@ struct NormJob {
                               p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C * p.mk) : 0,
                               tileRows ? size_t(p.slots) * (size_t(D.B * p.mk) * (2 * sizeof(double) + 6 * sizeof(float)) + 3 * sizeof(float) * kCoefSlack + 7 * 64) : 0,
                               tileRows ? sizeof(TileRows) * size_t(p.slots) : 0,
-                              !needCol && !needRow ? 2 * sizeof(float) * size_t(MC) : 0}) +
-             13 * 64);
+                              !needCol && !needRow ? 2 * sizeof(float) * size_t(MC) : 0,
+                              !p.fused ? sizeof(float) * size_t(MC + BM + kCoefSlack) : 0}) +
+             15 * 64);
     gc = ar.take<float>(D.C);
     gcw = ar.take<float>(gcwLen);
     mbh = ar.take<float>(MC);
@@ -286,6 +320,8 @@ struct NormJob {
     rowPart = needRow ? ar.take<double>(BM * p.nCb * 2) : nullptr;
     colPart = colParts ? ar.take<double>(p.nBb * MC * 2) : nullptr;
     packs = p.fused ? ar.take<float>(int64_t(p.slots) * D.B * D.C * p.mk) : nullptr;
+    Qc = p.fused ? nullptr : ar.take<float>(MC);
+    Fm = p.fused ? nullptr : ar.take<float>(BM + kCoefSlack);
     // (the slack past the per-row coefficient arrays is zeroed: read, never used)
     for (float* a : {F, mfh, mfl}) std::fill(a + BM, a + BM + kCoefSlack, 0.f);
     TileRows* trs = tileRows ? ar.take<TileRows>(p.slots) : nullptr;
@@ -343,6 +379,7 @@ struct NormJob {
         }
       });
     }
+    if (!foldCoefs()) Qc = Fm = nullptr;
     if (canApplyInOrder(d, k->width)) return applyInOrder(false);
     parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) applyTile(t, nullptr);

@@ -284,3 +284,25 @@ describe('forward on large shapes (threads, column tiling, row blocks)', () => {
     checkForward(res2, x, shape, gamma, beta, undefined, 32, ctx(seed, shape, 'N=32'));
   });
 });
+
+// The two-pass apply folds its coefficients (y = gc*(F*x - Fm) + (A*x + Qc)) where every mean is within 8
+// deviations, and keeps the hi/lo form elsewhere: columns whose means sit at 7.5 deviations (the fold), and
+// the same data shifted to 1e4 (the hi/lo form; the fold would lose ~1e-3 there).
+describe('two-pass shapes with means far from zero', () => {
+  test.each([[[64, 1100]], [[20, 4000]], [[2, 3, 2100]]])('%j at 7.5 deviations and at offset 1e4', (shape) => {
+    const seed = freshSeed();
+    const rng = new Rng(seed);
+    const C = shape[shape.length - 1]!;
+    const n = sizeOf(shape);
+    const { gamma, beta } = makeInputs(rng, shape);
+    const sign = rng.uniforms(C, 0, 1).map((u) => (u < 0.5 ? -7.5 : 7.5));
+    const noise = rng.normals(n, 0, 1);
+    for (const [label, x] of [
+      ['7.5 deviations', Float32Array.from(noise, (z, i) => sign[i % C]! + z)],
+      ['offset 1e4', Float32Array.from(noise, (z) => 1e4 + z)],
+    ] as const) {
+      const res = bln.forward(x, shape, gamma, beta);
+      checkForward(res, x, shape, gamma, beta, undefined, shape[0]!, ctx(seed, shape, label));
+    }
+  });
+});
