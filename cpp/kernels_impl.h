@@ -62,7 +62,7 @@ bool finGivenKernel(const bln::FinGiven& f) {
   return (f.scaleStride ? finGivenLoop<true> : finGivenLoop<false>)(f.n, f.mean, f.var, f.eps, f.scale, f.hi, f.lo, f.coef);
 }
 
-// One m's C columns of FinAffine (a plain loop the compiler vectorises; returns the count of bad items).
+// One m's C columns of FinAffine (a plain loop the compiler vectorises); nonzero where some item is bad.
 int finAffineLoop(int64_t n, const float* __restrict gc, const float* __restrict beta, const float* __restrict A,
                   const float* __restrict mbh, const float* __restrict mbl, const float* __restrict bv, float F, double mf,
                   double eps, float* __restrict P, float* __restrict Q) {
