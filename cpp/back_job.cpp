@@ -60,13 +60,7 @@ struct BackJob {
 
   // A tile: `km` consecutive m (segments of n = C columns) where widenTiles made wide tiles.
   void statsTile(int64_t t, int slot, float* packX, float* packDy) const {
-    int64_t m, c0, n, b0, rows;
-    p.tileAt(t, &m, &c0, &n, &b0, &rows);
-    const int64_t km = std::min(p.mk, d.M - m);
-    const int64_t seg = n;
-    n *= km;
-    const int64_t cb = c0 / p.cw, bb = b0 / p.bt;
-    const int64_t r0 = b0 * d.M + m;
+    const auto [m, c0, seg, km, n, b0, rows, cb, bb, mc, r0] = p.tile(t);
     double s[3][kMaxTileCols];
     BwdStatsTile bt;
     bt.x = x + r0 * d.C + c0;
@@ -104,13 +98,7 @@ struct BackJob {
   }
 
   void applyTile(int64_t t, const float* packX, const float* packDy) const {
-    int64_t m, c0, n, b0, rows;
-    p.tileAt(t, &m, &c0, &n, &b0, &rows);
-    const int64_t km = std::min(p.mk, d.M - m);
-    const int64_t seg = n;
-    n *= km;
-    const int64_t mc = m * d.C + c0;
-    const int64_t r0 = b0 * d.M + m;
+    const auto [m, c0, seg, km, n, b0, rows, cb, bb, mc, r0] = p.tile(t);
     BwdApplyTile at;
     at.x = packX ? packX : x + r0 * d.C + c0;
     at.dy = packX ? packDy : dy + r0 * d.C + c0;

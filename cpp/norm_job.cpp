@@ -15,12 +15,7 @@ namespace cpu {
 // Statistics of one tile; finalises what the tile alone determines. `pack`, when
 // given, receives a contiguous copy of the tile for applyTile.
 void NormJob::statsTile(int64_t t, float* pack, const TileRows* tr) const {
-  int64_t m, c0, n, b0, rows;
-  p.tileAt(t, &m, &c0, &n, &b0, &rows);
-  const int64_t km = std::min(p.mk, d.M - m);  // consecutive m in this tile (segments of n)
-  const int64_t seg = n;
-  n *= km;
-  const int64_t cb = c0 / p.cw, bb = b0 / p.bt;
+  const auto [m, c0, seg, km, n, b0, rows, cb, bb, mc, r0] = p.tile(t);
   double cs1[kMaxTileCols], cs2[kMaxTileCols];
   if (needCol || needRow) {
     FwdStatsTile ft;
@@ -71,13 +66,7 @@ void NormJob::statsTile(int64_t t, float* pack, const TileRows* tr) const {
   }
 }
 void NormJob::applyTile(int64_t t, const float* packed, const TileRows* tr) const {
-  int64_t m, c0, n, b0, rows;
-  p.tileAt(t, &m, &c0, &n, &b0, &rows);
-  const int64_t km = std::min(p.mk, d.M - m);
-  const int64_t seg = n;
-  n *= km;
-  const int64_t mc = m * d.C + c0;
-  const int64_t r0 = b0 * d.M + m;
+  const auto [m, c0, seg, km, n, b0, rows, cb, bb, mc, r0] = p.tile(t);
   FwdApplyTile at;
   at.x = packed ? packed : x + r0 * d.C + c0;
   at.xStride = packed ? n : d.M * d.C;

@@ -86,14 +86,26 @@ struct Plan {
   int64_t tileGrain;  // tiles per parallel chunk
   int64_t mk = 1;     // consecutive m per tile (forward/infer fused path at small C; see widenTiles)
 
-  void tileAt(int64_t t, int64_t* m, int64_t* c0, int64_t* n, int64_t* b0, int64_t* rows) const {
-    const int64_t cb = t % nCb;
-    const int64_t bb = (t / nCb) % nBb;
-    *m = t / (nCb * nBb) * mk;
-    *c0 = cb * cw;
-    *n = std::min(cw, C - *c0);
-    *b0 = bb * bt;
-    *rows = std::min(bt, B - *b0);
+  // Tile t: km consecutive m from m (segments of seg columns from c0, n = seg*km columns in all;
+  // column block cb) over rows b0..b0+rows (row block bb); mc = m*C + c0 is its first column of
+  // the batch statistics, r0 = b0*M + m its first row of the [B, M] feature statistics.
+  struct Tile {
+    int64_t m, c0, seg, km, n, b0, rows, cb, bb, mc, r0;
+  };
+  Tile tile(int64_t t) const {
+    Tile g;
+    g.cb = t % nCb;
+    g.bb = (t / nCb) % nBb;
+    g.m = t / (nCb * nBb) * mk;
+    g.c0 = g.cb * cw;
+    g.seg = std::min(cw, C - g.c0);
+    g.km = std::min(mk, M - g.m);
+    g.n = g.seg * g.km;
+    g.b0 = g.bb * bt;
+    g.rows = std::min(bt, B - g.b0);
+    g.mc = g.m * C + g.c0;
+    g.r0 = g.b0 * M + g.m;
+    return g;
   }
 };
 
