@@ -5,6 +5,7 @@
 // row r = b*M + m, so inside a tile they advance by `coefStride` = M.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "bln.h"
@@ -162,15 +163,19 @@ struct FinBwdRows {
 // kAffineSigmas of its deviation sqrt(var + eps), the float roundings of P*x and Q stay under
 // ~1e-6 of the output's scale. For km consecutive m of C columns each (column j of m s at
 // s*C + j): P = gc*F + A, Q = beta - gc*F*(mfh + mfl) - A*(mbh + mbl) (in double, then float),
-// from the hi/lo coefficients finalisation made. Returns false where some mean is too large or
-// some value not finite: the caller then keeps the hi/lo form.
+// from the hi/lo coefficients finalisation made. Returns false where some mean is too large (see
+// foldable) or some value not finite: the caller then keeps the hi/lo form.
 constexpr double kAffineSigmas = 8;
+// The folds' one test (this and NormJob::foldCoefs): a coefficient coef = scale/sqrt(var + eps)
+// times its mean against kAffineSigmas*|scale|, i.e. |mean| <= kAffineSigmas*sqrt(var + eps),
+// from what finalisation made. NaN fails.
+inline bool foldable(double coefTimesMean, double scale) { return std::fabs(coefTimesMean) <= kAffineSigmas * std::fabs(scale); }
 struct FinAffine {
   int64_t km, C;
-  const float *gc, *beta;                  // per channel (C)
-  const float *A, *mbh, *mbl, *batchVar;   // per column (km*C)
-  const float *F, *mfh, *mfl, *featureVar;  // per m (km)
-  double eps;
+  const float *gc, *beta, *gcw;  // per channel (C); A = gcw/sqrt(batchVar + eps)
+  const float *A, *mbh, *mbl;    // per column (km*C)
+  const float *F, *mfh, *mfl;    // per m (km); F = wff/sqrt(featureVar + eps)
+  float wff;
   float *P, *Q;  // km*C (written)
 };
 // y = P*x + Q over `rows` rows of n floats `rowStride` apart, P and Q per column.

@@ -63,30 +63,28 @@ bool finGivenKernel(const bln::FinGiven& f) {
 }
 
 // One m's C columns of FinAffine (a plain loop the compiler vectorises); nonzero where some item is bad.
-int finAffineLoop(int64_t n, const float* __restrict gc, const float* __restrict beta, const float* __restrict A,
-                  const float* __restrict mbh, const float* __restrict mbl, const float* __restrict bv, float F, double mf,
-                  double eps, float* __restrict P, float* __restrict Q) {
-  const double k2 = bln::kAffineSigmas * bln::kAffineSigmas;
+int finAffineLoop(int64_t n, const float* __restrict gc, const float* __restrict beta, const float* __restrict gcw,
+                  const float* __restrict A, const float* __restrict mbh, const float* __restrict mbl, float F, double mf,
+                  float* __restrict P, float* __restrict Q) {
   int bad = 0;
   for (int64_t j = 0; j < n; ++j) {
-    const double mb = static_cast<double>(mbh[j]) + static_cast<double>(mbl[j]);
+    const double mb = static_cast<double>(mbh[j]) + static_cast<double>(mbl[j]), am = static_cast<double>(A[j]) * mb;
     const float g = gc[j] * F;  // (the same float product as the hi/lo apply's)
     const double p = static_cast<double>(g) + static_cast<double>(A[j]);
-    const double q = static_cast<double>(beta[j]) - static_cast<double>(g) * mf - static_cast<double>(A[j]) * mb;
-    bad |= int(!(mb * mb <= k2 * (static_cast<double>(bv[j]) + eps))) | int(!std::isfinite(p)) | int(!std::isfinite(q));
+    const double q = static_cast<double>(beta[j]) - static_cast<double>(g) * mf - am;
+    bad |= int(!bln::foldable(am, static_cast<double>(gcw[j]))) | int(!std::isfinite(p)) | int(!std::isfinite(q));
     P[j] = static_cast<float>(p);
     Q[j] = static_cast<float>(q);
   }
   return bad;
 }
 bool finAffineKernel(const bln::FinAffine& f) {
-  const double k2 = bln::kAffineSigmas * bln::kAffineSigmas;
   int bad = 0;
   for (int64_t s = 0; s < f.km; ++s) {
     const double mf = static_cast<double>(f.mfh[s]) + static_cast<double>(f.mfl[s]);
-    bad |= int(!(mf * mf <= k2 * (static_cast<double>(f.featureVar[s]) + f.eps)));
+    bad |= int(!bln::foldable(static_cast<double>(f.F[s]) * mf, static_cast<double>(f.wff)));
     const int64_t o = s * f.C;
-    bad |= finAffineLoop(f.C, f.gc, f.beta, f.A + o, f.mbh + o, f.mbl + o, f.batchVar + o, f.F[s], mf, f.eps, f.P + o, f.Q + o);
+    bad |= finAffineLoop(f.C, f.gc, f.beta, f.gcw, f.A + o, f.mbh + o, f.mbl + o, f.F[s], mf, f.P + o, f.Q + o);
   }
   return bad == 0;
 }

@@ -23,9 +23,6 @@ void NormJob::finCol(int64_t m, int64_t c, double S1, double S2) const {
   A[mc] = gcw[c] * invStd(var, eps);
 }
 
-// finCol for a run of columns in the training case (every statistic from the mini-batch, all
-// written out), in the kernel table's vectorised finalisation; a run with any item outside its
-// fast path is redone by finCol.
 void NormJob::finColsTraining(int64_t m, int64_t c0, int64_t n, const double* S1, const double* S2) const {
   const int64_t mc0 = m * d.C + c0;
   const FinRun f{n, x + mc0, 1, S1, S2, 1, invB, eps, gcw + c0, 1, out.batchMean + mc0, out.batchVar + mc0, mbh + mc0, mbl + mc0, A + mc0};
@@ -33,7 +30,6 @@ void NormJob::finColsTraining(int64_t m, int64_t c0, int64_t n, const double* S1
     for (int64_t j = 0; j < n; ++j) finCol(m, c0 + j, S1[j], S2[j]);
 }
 
-// finRow for `n` consecutive rows from r0 (a tile row of several m), as finColsTraining.
 void NormJob::finRowsTraining(int64_t r0, int64_t n) const {
   const double* S = rowPart + r0 * 2;
   const FinRun f{n, x + r0 * d.C, d.C, S, S + 1, 2, invC, eps, &wff, 0, out.featureMean + r0, out.featureVar + r0, mfh + r0, mfl + r0, F + r0};
@@ -41,7 +37,6 @@ void NormJob::finRowsTraining(int64_t r0, int64_t n) const {
     for (int64_t j = 0; j < n; ++j) finRow(r0 + j, S[2 * j], S[2 * j + 1]);
 }
 
-// Row r's statistics and coefficients, written where the pointers say (mean/var optional).
 void NormJob::finRowTo(int64_t r, double S1, double S2, float* om, float* ov, float* hi, float* lo, float* f) const {
   double mean = 0, var = 0;
   if (needRow) statsFromSums(x + r * d.C, d.C, 1, invC, S1, S2, &mean, &var);
@@ -73,15 +68,7 @@ void NormJob::finTileRows(const TileRows& tr, int64_t r0, int64_t rows, int64_t 
   }
 }
 
-// The two-pass apply's folded coefficients: y = gc*(F*x - Fm) + (A*x + Qc) with Qc = beta -
-// A*(mbh + mbl) per column and Fm = F*(mfh + mfl) per row reads three column arrays instead of
-// five (forward [256,4096]: its apply streamed 80 KiB of coefficients per 16 KiB row from L2).
-// Only where every mean is within kAffineSigmas of its deviation (|A*mean| <= K*|gcw|, as A =
-// gcw/sqrt(var + eps); the same for rows), where the fold's roundings stay under ~1e-6 of the
-// output's scale; else (1e4 + N(0,1) data) the hi/lo form. Forward and infer with every flag
-// false make it from the same coefficients, so they stay equal bit for bit.
 bool NormJob::foldCoefs() const {
-  const double K = kAffineSigmas;
   int bad = 0;
   for (int64_t m = 0; m < d.M; ++m) {
     const float* __restrict a = A + m * d.C;
@@ -90,22 +77,19 @@ bool NormJob::foldCoefs() const {
     float* __restrict q = Qc + m * d.C;
     for (int64_t c = 0; c < d.C; ++c) {
       const double mb = static_cast<double>(hi[c]) + static_cast<double>(lo[c]), am = static_cast<double>(a[c]) * mb;
-      bad |= int(!(std::fabs(am) <= K * std::fabs(static_cast<double>(gcw[c]))));
+      bad |= int(!foldable(am, static_cast<double>(gcw[c])));
       q[c] = static_cast<float>(static_cast<double>(beta[c]) - am);
     }
   }
   const int64_t BM = d.B * d.M;
   for (int64_t r = 0; r < BM; ++r) {
     const double fm = static_cast<double>(F[r]) * (static_cast<double>(mfh[r]) + static_cast<double>(mfl[r]));
-    bad |= int(!(std::fabs(fm) <= K * std::fabs(static_cast<double>(wff))));
+    bad |= int(!foldable(fm, static_cast<double>(wff)));
     Fm[r] = static_cast<float>(fm);
   }
   return bad == 0;
 }
 
-// Every statistic from the population: the coefficients first, then one pass over the tensor
-// in memory order (a tile row is a whole batch row of M*C floats, segments of C), so x and y
-// stream like a copy.
 void NormJob::runPopulation() {
   const int64_t finGrain = std::max<int64_t>(1024, kChunkElems / 4);
   // Columns: runs of mk consecutive m (gcw repeats that far) through the vectorised kernel; a
@@ -133,8 +117,7 @@ void NormJob::runPopulation() {
   parallelFor(runs, std::max<int64_t>(1, finGrain / (d.C * p.mk)), p.slots, [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e && affine.load(std::memory_order_relaxed); ++r) {
       const int64_t m0 = r * p.mk, mc = m0 * d.C, km = std::min(p.mk, d.M - m0);
-      const FinAffine fa{km,          d.C,          gc,      beta,    A + mc, mbh + mc, mbl + mc, pop->batchVar + mc, F + m0,
-                         mfh + m0,    mfl + m0,     pop->featureVar + m0, eps, P + mc, Q + mc};
+      const FinAffine fa{km, d.C, gc, beta, gcw, A + mc, mbh + mc, mbl + mc, F + m0, mfh + m0, mfl + m0, wff, P + mc, Q + mc};
       if (!k->finAffine(fa)) affine.store(false, std::memory_order_relaxed);
     }
   });
@@ -145,9 +128,6 @@ void NormJob::runPopulation() {
   });
 }
 
-// The apply pass in memory order once every coefficient is made: a tile row is a whole batch
-// row of M*C floats (segments of C), so x and y stream like a copy. Row coefficients per row
-// (coefStride M), or per m alone (perM: coefStride 0).
 void NormJob::applyInOrder(bool perM) const {
   const int64_t MC = d.M * d.C;
   parallelFor(d.B, inOrderGrain(d), p.slots, [&](int64_t b, int64_t e, int) {

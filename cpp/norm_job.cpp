@@ -12,8 +12,6 @@
 namespace bln {
 namespace cpu {
 
-// Statistics of one tile; finalises what the tile alone determines. `pack`, when
-// given, receives a contiguous copy of the tile for applyTile.
 void NormJob::statsTile(int64_t t, float* pack, const TileRows* tr) const {
   const auto [m, c0, seg, km, n, b0, rows, cb, bb, mc, r0] = p.tile(t);
   double cs1[kMaxTileCols], cs2[kMaxTileCols];

@@ -55,7 +55,7 @@ struct NormJob {
   // A*(mbh + mbl) per column and Fm = F*(mfh + mfl) per row reads three column arrays instead of
   // five (forward [256,4096]: its apply streamed 80 KiB of coefficients per 16 KiB row from L2).
   // Only where every mean is within kAffineSigmas of its deviation (|A*mean| <= K*|gcw|, as A =
-  // gcw/sqrt(var + eps); the same for rows), where the fold's roundings stay under ~1e-6 of the
+  // gcw/sqrt(var + eps); the same for rows: kernels.h's foldable), where the fold's roundings stay under ~1e-6 of the
   // output's scale; else (1e4 + N(0,1) data) the hi/lo form. Forward and infer with every flag
   // false make it from the same coefficients, so they stay equal bit for bit.
   bool foldCoefs() const;
