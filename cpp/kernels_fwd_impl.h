@@ -82,6 +82,55 @@ inline void fwdStatsStep(const bln::FwdStatsTile& t, const float* const* r, floa
     }
 }
 
+// fwdStatsRows' common case: segments of whole vectors, each within one float32 run. Apart, with
+// every pointer a local, for the reason fwdApplySegs gives. The same arithmetic in the same order.
+template <class V, int R, bool COL, bool ROW, bool PACK>
+inline void fwdStatsSegs(const float* const* r, float* const* pk, int64_t n, int64_t seg, int64_t c0,
+                         const float* __restrict colShift, float* __restrict f1, float* __restrict f2, float* rowShift,
+                         int64_t rowShiftStride, double* rowOut, int64_t rowOutStride) {
+  const float* rr[R];
+  float* pp[R];
+  for (int q = 0; q < R; ++q) rr[q] = r[q], pp[q] = pk[q];
+  for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s) {
+    V k[R], a1[R], a2[R];
+    for (int q = 0; q < R; ++q) {
+      const float kr = ROW ? rr[q][s0 - c0] : 0.f;
+      if (ROW && rowShift) rowShift[q * rowShiftStride + s] = kr;
+      k[q] = V::set1(kr), a1[q] = a2[q] = V::zero();
+    }
+    for (int64_t j = s0; j < s0 + seg; j += V::W) {
+      V v[R];
+      for (int q = 0; q < R; ++q) {
+        v[q] = V::load(rr[q] + j);
+        if (PACK) v[q].store(pp[q] + j);
+      }
+      if (COL) {
+        const V c = V::load(colShift + j);
+        V d = v[0] - c;
+        V s1 = d, s2 = V::fma(d, d, V::load(f2 + j));
+        for (int q = 1; q < R; ++q) {
+          d = v[q] - c;
+          s1 = s1 + d;
+          s2 = V::fma(d, d, s2);
+        }
+        (V::load(f1 + j) + s1).store(f1 + j);
+        s2.store(f2 + j);
+      }
+      if (ROW)
+        for (int q = 0; q < R; ++q) {
+          const V e = v[q] - k[q];
+          a1[q] = a1[q] + e;
+          a2[q] = V::fma(e, e, a2[q]);
+        }
+    }
+    if (ROW)
+      for (int q = 0; q < R; ++q) {
+        double* o = rowOut + q * rowOutStride + s * 2;
+        o[0] = a1[q].hsum(), o[1] = a2[q].hsum();
+      }
+  }
+}
+
 // R rows from row i of a statistics tile, segment by segment (`seg` columns; rows: ROW).
 template <class V, int R, bool COL, bool ROW>
 inline void fwdStatsRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, float* f1, float* f2) {
@@ -95,6 +144,15 @@ inline void fwdStatsRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, flo
   }
   // Row lanes run in float32 over at most kRowRun columns before going to double.
   constexpr int64_t kRowRun = 32 * V::W;
+  if (seg % V::W == 0 && seg <= kRowRun) {
+    float* rs = ROW && t.rowShift ? t.rowShift + i * t.rowShiftStride : nullptr;
+    double* ro = ROW ? t.rowOut + i * t.rowOutStride : nullptr;
+    if (t.pack)
+      fwdStatsSegs<V, R, COL, ROW, true>(r, pk, n, seg, t.c0, t.colShift, f1, f2, rs, t.rowShiftStride, ro, t.rowOutStride);
+    else
+      fwdStatsSegs<V, R, COL, ROW, false>(r, pk, n, seg, t.c0, t.colShift, f1, f2, rs, t.rowShiftStride, ro, t.rowOutStride);
+    return;
+  }
   for (int64_t s0 = 0, si = 0; s0 < n; s0 += seg, ++si) {
     const int64_t se = s0 + seg, n1 = se - seg % V::W;
     float kr[R];
@@ -232,6 +290,29 @@ inline void writeRow(float* out, int64_t n, bool stream, const Val& val) {
   for (; j < n; ++j) val(VScalar{}, j).store(out + j);
 }
 
+// fwdApplyKernel's common case, one row: segments of whole vectors, plain stores. Apart, with
+// every pointer a local, so that the segment loop keeps its registers (inside the kernel the
+// compiler spilled them, and at C = 16 each one-vector segment paid ~40 instructions of reloads).
+struct ColCoefs {
+  const float *gc, *beta, *mbh, *mbl, *A;  // gc, beta per channel (seg); the rest per column (n)
+};
+template <class V>
+inline void fwdApplySegs(const float* __restrict xr, float* __restrict yr, int64_t n, int64_t seg, ColCoefs c,
+                         const float* Fr, const float* mhr, const float* mlr) {
+  for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s) {
+    const V F = V::set1(Fr[s]), mh = V::set1(mhr[s]), ml = V::set1(mlr[s]);
+    const float *x = xr + s0, *mbh = c.mbh + s0, *mbl = c.mbl + s0, *A = c.A + s0;
+    float* y = yr + s0;
+    for (int64_t j = 0; j < seg; j += V::W) {
+      const V xv = V::load(x + j);
+      const V tb = (xv - V::load(mbh + j)) - V::load(mbl + j);
+      const V acc = V::fma(V::load(A + j), tb, V::load(c.beta + j));
+      const V tf = (xv - mh) - ml;
+      V::fma(V::load(c.gc + j) * F, tf, acc).store(y + j);
+    }
+  }
+}
+
 template <class V>
 void fwdApplyKernel(const bln::FwdApplyTile& t) {
   const int64_t n = t.n;
@@ -273,15 +354,18 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
       }
       continue;
     }
+    const float *Fr = t.F + i * t.coefStride, *mhr = t.mfh + i * t.coefStride, *mlr = t.mfl + i * t.coefStride;
+    if (!t.stream && seg % V::W == 0) {
+      fwdApplySegs<V>(xrow, yrow, n, seg, {t.gc, t.beta, t.mbh, t.mbl, t.A}, Fr, mhr, mlr);
+      continue;
+    }
     for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s) {
       const float* xr = xrow + s0;
       float* yr = yrow + s0;
       const float* mbh = t.mbh + s0;
       const float* mbl = t.mbl + s0;
       const float* A = t.A + s0;
-      const float F = t.F[i * t.coefStride + s];
-      const float mh = t.mfh[i * t.coefStride + s];
-      const float ml = t.mfl[i * t.coefStride + s];
+      const float F = Fr[s], mh = mhr[s], ml = mlr[s];
       writeRow<V>(yr, seg, t.stream, [&](auto tag, int64_t j) {
         using VV = decltype(tag);
         VV xv = VV::load(xr + j);
