@@ -52,6 +52,42 @@ inline void bwdNarrowRowSums(const float* tu, const float* tt, int64_t n, int64_
   }
 }
 
+// bwdStatsRows' common case: segments of whole vectors. Apart, with every pointer a local (see
+// fwdApplySegs); the same arithmetic in the same order. gcn: gc repeated over the n columns.
+template <class V, int R, bool PACK>
+inline void bwdStatsSegs(const float* const* xr, const float* const* dr, float* const* px, float* const* pd,
+                         const float* const* mufr, const float* const* rfr, int64_t n, int64_t seg,
+                         const float* __restrict gcn, const float* __restrict mub, float (*f)[bln::kMaxTileCols],
+                         double* rowOut, int64_t rowOutStride) {
+  const float *x[R], *dy[R];
+  float *pX[R], *pD[R];
+  for (int q = 0; q < R; ++q) x[q] = xr[q], dy[q] = dr[q], pX[q] = px[q], pD[q] = pd[q];
+  float *__restrict f0 = f[0], *__restrict f1 = f[1], *__restrict f2 = f[2];
+  for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s) {
+    V g1[R], g2[R], muf[R], rf[R];
+    for (int q = 0; q < R; ++q) g1[q] = g2[q] = V::zero(), muf[q] = V::set1(mufr[q][s]), rf[q] = V::set1(rfr[q][s]);
+    for (int64_t j = s0; j < s0 + seg; j += V::W) {
+      const V gc = V::load(gcn + j), mb = V::load(mub + j);
+      V c0 = V::load(f0 + j), c1 = V::load(f1 + j), c2 = V::load(f2 + j);
+      for (int q = 0; q < R; ++q) {
+        const V xv = V::load(x[q] + j), dv = V::load(dy[q] + j);
+        if (PACK) xv.store(pX[q] + j), dv.store(pD[q] + j);
+        const V tf = xv - muf[q], u = dv * gc;
+        c0 = c0 + dv;
+        c1 = V::fma(dv, xv - mb, c1);
+        c2 = V::fma(dv * rf[q], tf, c2);
+        g1[q] = g1[q] + u;
+        g2[q] = V::fma(u, tf, g2[q]);
+      }
+      c0.store(f0 + j), c1.store(f1 + j), c2.store(f2 + j);
+    }
+    for (int q = 0; q < R; ++q) {
+      double* o = rowOut + q * rowOutStride + s * 2;
+      o[0] = g1[q].hsum(), o[1] = g2[q].hsum();
+    }
+  }
+}
+
 // R rows from row i of a backward statistics tile.
 template <class V, int R, bool NARROW>
 inline void bwdStatsRows(const bln::BwdStatsTile& t, const SegTables& sg, int64_t i, int64_t seg, const int32_t* gi,
@@ -77,6 +113,14 @@ inline void bwdStatsRows(const bln::BwdStatsTile& t, const SegTables& sg, int64_
     for (; j + V::W <= n; j += V::W) bwdStatsStep<V, R, true, V::W>(t, sg, xr, dr, px, pd, mufr, rfr, j, f, nullptr, nullptr, tu, tt);
     for (; j < n; ++j) bwdStatsStep<VScalar, R, true, V::W>(t, sg, xr, dr, px, pd, mufr, rfr, j, f, nullptr, nullptr, tu, tt);
     for (int q = 0; q < R; ++q) bwdNarrowRowSums<V>(tu[q], tt[q], n, seg, gi, t.rowOut + (i + q) * t.rowOutStride);
+    return;
+  }
+  if (seg % V::W == 0) {
+    double* ro = t.rowOut + i * t.rowOutStride;
+    if (t.packX)
+      bwdStatsSegs<V, R, true>(xr, dr, px, pd, mufr, rfr, n, seg, sg.ax, t.mub, f, ro, t.rowOutStride);
+    else
+      bwdStatsSegs<V, R, false>(xr, dr, px, pd, mufr, rfr, n, seg, sg.ax, t.mub, f, ro, t.rowOutStride);
     return;
   }
   for (int64_t s0 = 0, si = 0; s0 < n; s0 += seg, ++si) {
@@ -138,6 +182,25 @@ void bwdStatsKernel(const bln::BwdStatsTile& t) {
     for (int64_t c = 0; c < n; ++c) outs[k][c] = d[k][c] + f[k][c];
 }
 
+// bwdApplyKernel's common case, one row: segments of whole vectors, plain stores (see fwdApplySegs).
+struct BwdColCoefs {
+  const float *gc, *Wc, *mub, *U, *V;  // gc per channel (seg); the rest per column (n)
+};
+template <class V>
+inline void bwdApplySegs(const float* __restrict xr, const float* __restrict dr, float* __restrict out, int64_t n,
+                         int64_t seg, BwdColCoefs c, const float* Pr, const float* Qr, const float* Tr, const float* mr) {
+  for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s) {
+    const V P = V::set1(Pr[s]), Q = V::set1(Qr[s]), T = V::set1(Tr[s]), muf = V::set1(mr[s]);
+    for (int64_t j = 0; j < seg; j += V::W) {
+      const int64_t k = s0 + j;
+      const V xv = V::load(xr + k), g = V::load(dr + k) * V::load(c.gc + j);
+      const V rf = V::fnma(T, xv - muf, V::fma(g, P, V::zero() - Q));
+      const V rb = V::fnma(V::load(c.Wc + k), xv - V::load(c.mub + k), V::fma(g, V::load(c.U + k), V::zero() - V::load(c.V + k)));
+      (rf + rb).store(out + k);
+    }
+  }
+}
+
 template <class V>
 void bwdApplyKernel(const bln::BwdApplyTile& t) {
   const int64_t n = t.n;
@@ -168,6 +231,10 @@ void bwdApplyKernel(const bln::BwdApplyTile& t) {
         return val(tag, j, VV::load(sg.ax + j), sg.spread<VV, V::W>(Pr, j), sg.spread<VV, V::W>(Qr, j),
                    sg.spread<VV, V::W>(Tr, j), sg.spread<VV, V::W>(mr, j));
       });
+      continue;
+    }
+    if (!t.stream && seg % V::W == 0) {
+      bwdApplySegs<V>(xrow, drow, orow, n, seg, {t.gc, t.Wc, t.mub, t.U, t.V}, t.P + ci, t.Q + ci, t.T + ci, t.muf + ci);
       continue;
     }
     for (int64_t s0 = 0, si = 0; s0 < n; s0 += seg, ++si) {
