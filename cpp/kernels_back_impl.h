@@ -53,7 +53,7 @@ inline void bwdNarrowRowSums(const float* tu, const float* tt, int64_t n, int64_
 }
 
 // bwdStatsRows' common case: segments of whole vectors. Apart, with every pointer a local (see
-// fwdApplySegs); the same arithmetic in the same order. gcn: gc repeated over the n columns.
+// fwdApplySegs); the same arithmetic, the row sums through storeRowSums. gcn: gc repeated over the n columns.
 template <class V, int R, bool PACK>
 inline void bwdStatsSegs(const float* const* xr, const float* const* dr, float* const* px, float* const* pd,
                          const float* const* mufr, const float* const* rfr, int64_t n, int64_t seg,
@@ -81,10 +81,7 @@ inline void bwdStatsSegs(const float* const* xr, const float* const* dr, float* 
       }
       c0.store(f0 + j), c1.store(f1 + j), c2.store(f2 + j);
     }
-    for (int q = 0; q < R; ++q) {
-      double* o = rowOut + q * rowOutStride + s * 2;
-      o[0] = g1[q].hsum(), o[1] = g2[q].hsum();
-    }
+    storeRowSums<V, R>(g1, g2, rowOut + s * 2, rowOutStride);
   }
 }
 

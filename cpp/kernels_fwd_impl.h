@@ -83,7 +83,8 @@ inline void fwdStatsStep(const bln::FwdStatsTile& t, const float* const* r, floa
 }
 
 // fwdStatsRows' common case: segments of whole vectors, each within one float32 run. Apart, with
-// every pointer a local, for the reason fwdApplySegs gives. The same arithmetic in the same order.
+// every pointer a local, for the reason fwdApplySegs gives; the same arithmetic, but the lanes of the
+// row sums go through storeRowSums.
 template <class V, int R, bool COL, bool ROW, bool PACK>
 inline void fwdStatsSegs(const float* const* r, float* const* pk, int64_t n, int64_t seg, int64_t c0,
                          const float* __restrict colShift, float* __restrict f1, float* __restrict f2, float* rowShift,
@@ -123,11 +124,7 @@ inline void fwdStatsSegs(const float* const* r, float* const* pk, int64_t n, int
           a2[q] = V::fma(e, e, a2[q]);
         }
     }
-    if (ROW)
-      for (int q = 0; q < R; ++q) {
-        double* o = rowOut + q * rowOutStride + s * 2;
-        o[0] = a1[q].hsum(), o[1] = a2[q].hsum();
-      }
+    if (ROW) storeRowSums<V, R>(a1, a2, rowOut + s * 2, rowOutStride);
   }
 }
 

@@ -8,6 +8,20 @@
 // and then added in double. Data with a large common offset (1e4 + N(0,1)) keeps
 // ~1e-6 relative accuracy that way.
 
+// The R rows' sums of one segment, o[q*stride + {0,1}] = {sum a1[q], sum a2[q]} (the statistics
+// kernels of both passes). Four rows' eight sums at once where the level has hsum8.
+template <class V, int R>
+inline void storeRowSums(const V* a1, const V* a2, double* o, int64_t stride) {
+  if constexpr (R == 4 && V::kHsum8) {
+    const V v[8] = {a1[0], a2[0], a1[1], a2[1], a1[2], a2[2], a1[3], a2[3]};
+    alignas(64) double h[8];
+    V::hsum8(v, h);
+    for (int q = 0; q < R; ++q) o[q * stride] = h[2 * q], o[q * stride + 1] = h[2 * q + 1];
+  } else {
+    for (int q = 0; q < R; ++q) o[q * stride] = a1[q].hsum(), o[q * stride + 1] = a2[q].hsum();
+  }
+}
+
 #include "kernels_fwd_impl.h"
 #include "kernels_back_impl.h"
 

@@ -23,6 +23,7 @@ struct VScalar {
   static VScalar permute(VScalar t, const int32_t*) { return t; }
   void store(float* p) const { *p = v; }
   static constexpr bool kCanStream = false;
+  static constexpr bool kHsum8 = false;
   void stream(float* p) const { *p = v; }
   static void fence() {}
   friend VScalar operator+(VScalar a, VScalar b) { return {a.v + b.v}; }
@@ -61,6 +62,7 @@ struct VSse4 {
   }
   void store(float* p) const { _mm_storeu_ps(p, v); }
   static constexpr bool kCanStream = true;
+  static constexpr bool kHsum8 = false;
   void stream(float* p) const { _mm_stream_ps(p, v); }
   friend VSse4 operator+(VSse4 a, VSse4 b) { return {_mm_add_ps(a.v, b.v)}; }
   friend VSse4 operator-(VSse4 a, VSse4 b) { return {_mm_sub_ps(a.v, b.v)}; }
@@ -86,6 +88,7 @@ struct VAvx2 {
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   // Non-temporal stores in 16-byte pieces: p must be 16-byte aligned.
   static constexpr bool kCanStream = true;
+  static constexpr bool kHsum8 = false;
   void stream(float* p) const {
     _mm_stream_ps(p, _mm256_castps256_ps128(v));
     _mm_stream_ps(p + 4, _mm256_extractf128_ps(v, 1));
@@ -127,6 +130,7 @@ struct VAvx512 {
   static VAvx512 permute(VAvx512 t, const int32_t* idx) { return {_mm512_permutexvar_ps(_mm512_loadu_si512(idx), t.v)}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   static constexpr bool kCanStream = true;
+  static constexpr bool kHsum8 = true;  // hsum8 below (storeRowSums)
   void stream(float* p) const {
     if ((reinterpret_cast<uintptr_t>(p) & 63) == 0) return _mm512_stream_ps(p, v);
     _mm_stream_ps(p, _mm512_castps512_ps128(v));
@@ -144,6 +148,24 @@ struct VAvx512 {
     __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
     __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
     return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+  }
+  // o[k] = the sum of v[k]'s lanes, k < 8, for eight vectors at once (a transposing tree of
+  // adds, ~25 instructions against ~80 for eight hsums); the lanes are added in float32.
+  static void hsum8(const VAvx512* v, double* o) {
+    __m512 t[4];
+    for (int k = 0; k < 4; ++k)
+      t[k] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * k].v, v[2 * k + 1].v), _mm512_unpackhi_ps(v[2 * k].v, v[2 * k + 1].v));
+    __m512 u[2];
+    for (int k = 0; k < 2; ++k) {
+      const __m512d a = _mm512_castps_pd(t[2 * k]), b = _mm512_castps_pd(t[2 * k + 1]);
+      u[k] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    // u[k]'s 128-bit lane L holds lane L's sums of v[4k..4k+3]; add the four lanes.
+    const __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m256 lo = _mm512_castps512_ps256(w), hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(w), 1));
+    const __m256 r = _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31));
+    _mm512_storeu_pd(o, _mm512_cvtps_pd(r));
   }
   static void storePairs(double* o, VAvx512 a, VAvx512 b) {
     const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
@@ -176,6 +198,7 @@ struct VNeon {
   }
   void store(float* p) const { vst1q_f32(p, v); }
   static constexpr bool kCanStream = false;
+  static constexpr bool kHsum8 = false;
   void stream(float* p) const { vst1q_f32(p, v); }
   static void fence() {}
   friend VNeon operator+(VNeon a, VNeon b) { return {vaddq_f32(a.v, b.v)}; }
