@@ -184,11 +184,25 @@ inline void fwdStatsRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, flo
 // is in L1 from the column pass): W segments at a time, lane l gathering segment l's values, each
 // lane summing in float32 in the same order as the scalar tail.
 template <class V>
-inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, const int32_t* gi) {
+inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, const int32_t* gi,
+                               const SegTransposeTable& st) {
   const float* r = t.x + i * t.rowStride;
   double* o = t.rowOut + i * t.rowOutStride;
   const int64_t nseg = t.n / seg;
   int64_t s = 0;
+  if constexpr (V::kSegTranspose)
+    for (; t.c0 == 0 && s + V::W <= nseg; s += V::W) {
+      V g[V::W];
+      V::segTranspose(r + s * seg, st, g);
+      if (t.rowShift) g[0].store(t.rowShift + i * t.rowShiftStride + s);
+      V a1 = V::zero(), a2 = V::zero();
+      for (int64_t c = 0; c < seg; ++c) {
+        const V e = g[c] - g[0];
+        a1 = a1 + e;
+        a2 = V::fma(e, e, a2);
+      }
+      V::storePairs(o + s * 2, a1, a2);
+    }
   for (; s + V::W <= nseg; s += V::W) {
     const float* base = r + s * seg;
     const V k = V::gather(base - t.c0, gi);
@@ -234,6 +248,9 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
   const bool narrow = SegTables::narrow(n, seg, V::W);
   alignas(64) int32_t gi[V::W];  // narrow: lane l reads segment l
   for (int l = 0; l < V::W; ++l) gi[l] = static_cast<int32_t>(l * seg);
+  SegTransposeTable st;
+  if constexpr (V::kSegTranspose)
+    if (narrow) V::segTransposeInit(st, static_cast<int>(seg));
   constexpr int64_t R = 4;
   static_assert(bln::kColFlushRows % R == 0, "row blocks must not straddle a flush");
   int64_t i = 0, sinceFlush = 0;
@@ -245,7 +262,7 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
     if (narrow) {
       fwdStatsRows<V, R, COL, false>(t, i, n, f1, f2);
       if (ROW)
-        for (int q = 0; q < R; ++q) fwdStatsNarrowRows<V>(t, i + q, seg, gi);
+        for (int q = 0; q < R; ++q) fwdStatsNarrowRows<V>(t, i + q, seg, gi, st);
     } else {
       fwdStatsRows<V, R, COL, ROW>(t, i, seg, f1, f2);
     }
@@ -254,7 +271,7 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
   for (; i < t.rows; ++i) {
     if (narrow) {
       fwdStatsRows<V, 1, COL, false>(t, i, n, f1, f2);
-      if (ROW) fwdStatsNarrowRows<V>(t, i, seg, gi);
+      if (ROW) fwdStatsNarrowRows<V>(t, i, seg, gi, st);
     } else {
       fwdStatsRows<V, 1, COL, ROW>(t, i, seg, f1, f2);
     }

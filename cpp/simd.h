@@ -11,6 +11,15 @@
 #include <arm_neon.h>
 #endif
 
+// The tables of a segment transpose (VAvx512::segTranspose; the other levels gather instead):
+// for element c of every segment, the permute index of each lane within its block of 32 floats
+// and, per block, the lanes it fills.
+struct SegTransposeTable {
+  int seg = 0, blocks = 0;
+  alignas(64) int32_t idx[16][16];
+  uint16_t mask[16][8];
+};
+
 struct VScalar {
   static constexpr int W = 1;
   float v;
@@ -24,6 +33,7 @@ struct VScalar {
   void store(float* p) const { *p = v; }
   static constexpr bool kCanStream = false;
   static constexpr bool kHsum8 = false;
+  static constexpr bool kSegTranspose = false;
   void stream(float* p) const { *p = v; }
   static void fence() {}
   friend VScalar operator+(VScalar a, VScalar b) { return {a.v + b.v}; }
@@ -63,6 +73,7 @@ struct VSse4 {
   void store(float* p) const { _mm_storeu_ps(p, v); }
   static constexpr bool kCanStream = true;
   static constexpr bool kHsum8 = false;
+  static constexpr bool kSegTranspose = false;
   void stream(float* p) const { _mm_stream_ps(p, v); }
   friend VSse4 operator+(VSse4 a, VSse4 b) { return {_mm_add_ps(a.v, b.v)}; }
   friend VSse4 operator-(VSse4 a, VSse4 b) { return {_mm_sub_ps(a.v, b.v)}; }
@@ -89,6 +100,7 @@ struct VAvx2 {
   // Non-temporal stores in 16-byte pieces: p must be 16-byte aligned.
   static constexpr bool kCanStream = true;
   static constexpr bool kHsum8 = false;
+  static constexpr bool kSegTranspose = false;
   void stream(float* p) const {
     _mm_stream_ps(p, _mm256_castps256_ps128(v));
     _mm_stream_ps(p + 4, _mm256_extractf128_ps(v, 1));
@@ -131,6 +143,7 @@ struct VAvx512 {
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   static constexpr bool kCanStream = true;
   static constexpr bool kHsum8 = true;  // hsum8 below (storeRowSums)
+  static constexpr bool kSegTranspose = true;  // segTranspose below
   void stream(float* p) const {
     if ((reinterpret_cast<uintptr_t>(p) & 63) == 0) return _mm512_stream_ps(p, v);
     _mm_stream_ps(p, _mm512_castps512_ps128(v));
@@ -148,6 +161,34 @@ struct VAvx512 {
     __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
     __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
     return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+  }
+  // out[c] lane l = p[l*seg + c] for every c < seg < 16: the 16 segments of a narrow row (16*seg
+  // contiguous floats) turned into one vector per element, by two-source permutes over blocks of 32
+  // floats, where a gather per element was the narrow row sums' main cost. Reads p[0, 16*seg) only.
+  static void segTransposeInit(SegTransposeTable& t, int seg) {
+    t.seg = seg, t.blocks = (seg + 1) / 2;
+    for (int c = 0; c < seg; ++c) {
+      for (int b = 0; b < 8; ++b) t.mask[c][b] = 0;
+      for (int l = 0; l < 16; ++l) {
+        const int at = l * seg + c;
+        t.idx[c][l] = at & 31;
+        t.mask[c][at >> 5] = static_cast<uint16_t>(t.mask[c][at >> 5] | (1u << l));
+      }
+    }
+  }
+  static void segTranspose(const float* p, const SegTransposeTable& t, VAvx512* out) {
+    __m512 lo[8], hi[8];
+    for (int b = 0; b < t.blocks; ++b) {
+      lo[b] = _mm512_loadu_ps(p + 32 * b);
+      hi[b] = 32 * b + 16 < 16 * t.seg ? _mm512_loadu_ps(p + 32 * b + 16) : _mm512_setzero_ps();
+    }
+    for (int c = 0; c < t.seg; ++c) {
+      const __m512i idx = _mm512_load_si512(t.idx[c]);
+      __m512 r = _mm512_setzero_ps();
+      for (int b = 0; b < t.blocks; ++b)
+        if (t.mask[c][b]) r = _mm512_mask_mov_ps(r, t.mask[c][b], _mm512_permutex2var_ps(lo[b], idx, hi[b]));
+      out[c].v = r;
+    }
   }
   // o[k] = the sum of v[k]'s lanes, k < 8, for eight vectors at once (a transposing tree of
   // adds, ~25 instructions against ~80 for eight hsums); the lanes are added in float32.
@@ -199,6 +240,7 @@ struct VNeon {
   void store(float* p) const { vst1q_f32(p, v); }
   static constexpr bool kCanStream = false;
   static constexpr bool kHsum8 = false;
+  static constexpr bool kSegTranspose = false;
   void stream(float* p) const { vst1q_f32(p, v); }
   static void fence() {}
   friend VNeon operator+(VNeon a, VNeon b) { return {vaddq_f32(a.v, b.v)}; }
