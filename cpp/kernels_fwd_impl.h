@@ -1,56 +1,5 @@
-// Forward and inference kernels, and the row helpers the backward ones share (prefetch, writeRow).
+// Forward and inference kernels, and writeRow, which the backward ones share.
 // Part of kernels_impl.h (included inside each kernels_<level>.cpp's anonymous namespace).
-
-// Software prefetch of rows ahead only for short rows: from kPrefetchMaxRow floats on, the
-// hardware prefetchers follow a row and the extra requests only fill the miss queues (forward
-// [64,32,32,64] 1.73 -> 1.55x a copy without them on the AVX-512 Xeon; backward's 64-float rows
-// need them: 4.46 -> 5.24x without).
-inline void prefetchRow(const float* p, int64_t n) {
-  if (n >= bln::kPrefetchMaxRow) return;
-  for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(p + j, 0, 3);
-  __builtin_prefetch(p + n - 1, 0, 3);
-}
-// Asks for an output row ahead of its stores (its read-for-ownership misses then overlap).
-inline void prefetchRowForWrite(float* p, int64_t n) {
-  if (n >= bln::kPrefetchMaxRow) return;
-  for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(p + j, 1, 3);
-  __builtin_prefetch(p + n - 1, 1, 3);
-}
-
-// A tile's tables for segments of `seg` columns (several consecutive m): per-channel arrays
-// repeated per segment (ax, and bx where given; for one segment, the arrays themselves) and, for
-// segments narrower than a vector, each element's segment (segOf) and that less the segment of its
-// vector's first element (rel), which spread() uses.
-struct SegTables {
-  alignas(64) float a[bln::kMaxTileCols], b[bln::kMaxTileCols];
-  alignas(64) int32_t segOf[bln::kMaxTileCols + 16];
-  alignas(64) int32_t rel[bln::kMaxTileCols + 16];
-  const float *ax = nullptr, *bx = nullptr;
-  static bool narrow(int64_t n, int64_t seg, int W) { return seg < n && seg < W; }
-  // n <= kMaxTileCols; b0 may be null.
-  template <int W>
-  void init(const float* a0, const float* b0, int64_t n, int64_t seg) {
-    ax = a0, bx = b0;
-    if (seg >= n) return;
-    for (int64_t s0 = 0, s = 0; s0 < n; s0 += seg, ++s)
-      for (int64_t k = 0; k < seg; ++k) {
-        a[s0 + k] = a0[k], segOf[s0 + k] = static_cast<int32_t>(s);
-        if (b0) b[s0 + k] = b0[k];
-      }
-    for (int64_t j = 0; j < n; ++j) rel[j] = segOf[j] - segOf[j - j % W];
-    ax = a, bx = b0 ? b : nullptr;
-  }
-  // Element j's value of a per-segment array c (a row's consecutive segments): a full vector
-  // permutes the W values from its first element's segment on (c has kCoefSlack floats of slack
-  // past its end), a tail gathers.
-  template <class VV, int W>
-  VV spread(const float* c, int64_t j) const {
-    if constexpr (VV::W == W && W > 1)
-      return VV::permute(VV::load(c + segOf[j]), rel + j);
-    else
-      return VV::gather(c, segOf + j);
-  }
-};
 
 // One step of fwdStatsKernel at column j for R rows (VV: the full vector or the scalar tail): the
 // packing, the column partials (loaded and stored once for the R rows) and each row's lanes.
