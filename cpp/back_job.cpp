@@ -81,6 +81,7 @@ struct BackJob {
     bt.packX = packX;
     bt.packDy = packDy;
     bt.seg = km > 1 ? seg : 0;
+    bt.ahead = p.ahead;
     k->bwdStats(bt);
     if (p.nBb == 1) {
       for (int64_t q = 0; q < km; ++q) finCols(m + q, c0, seg, s[0] + q * seg, s[1] + q * seg, s[2] + q * seg, slot);

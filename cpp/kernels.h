@@ -44,6 +44,7 @@ struct FwdStatsTile {
   // rowShift[i*rowShiftStride + s], for a finalisation that does not look them up in x.
   float* rowShift = nullptr;
   int64_t rowShiftStride = 0;
+  bool ahead = false;  // prefetch the next rows while reading these (Plan::ahead)
 };
 
 // Floats of slack past the end of the per-row coefficient arrays (F, mfh, mfl) that callers
@@ -84,6 +85,7 @@ struct BwdStatsTile {
   // Segments of `seg` columns (several consecutive m, as in FwdStatsTile): gc is per channel (seg
   // long), muf/rf of segment s at [i*coefStride + s], its sums at rowOut[i*rowOutStride + s*2].
   int64_t seg = 0;  // 0: one segment
+  bool ahead = false;  // prefetch the next rows while reading these (Plan::ahead)
 };
 
 // dx = gc*dy*(P + U) - (Q + V) - T*(x - muf) - Wc*(x - mub)

@@ -68,7 +68,7 @@ template <class V, int R, bool PACK>
 inline void bwdStatsSegs(const float* const* xr, const float* const* dr, float* const* px, float* const* pd,
                          const float* const* mufr, const float* const* rfr, int64_t n, int64_t seg,
                          const float* __restrict gcn, const float* __restrict mub, float (*f)[bln::kMaxTileCols],
-                         double* rowOut, int64_t rowOutStride) {
+                         double* rowOut, int64_t rowOutStride, const float* nextX, const float* nextDy, int64_t nextStride) {
   const float *x[R], *dy[R];
   float *pX[R], *pD[R];
   for (int q = 0; q < R; ++q) x[q] = xr[q], dy[q] = dr[q], pX[q] = px[q], pD[q] = pd[q];
@@ -80,6 +80,7 @@ inline void bwdStatsSegs(const float* const* xr, const float* const* dr, float* 
       const V gc = V::load(gcn + j), mb = V::load(mub + j);
       V c0 = V::load(f0 + j), c1 = V::load(f1 + j), c2 = V::load(f2 + j);
       for (int q = 0; q < R; ++q) {
+        if (nextX) __builtin_prefetch(nextX + q * nextStride + j, 0, 3), __builtin_prefetch(nextDy + q * nextStride + j, 0, 3);
         const V xv = V::load(x[q] + j), dv = V::load(dy[q] + j);
         if (PACK) xv.store(pX[q] + j), dv.store(pD[q] + j);
         const V tf = xv - muf[q], u = dv * gc;
@@ -124,10 +125,12 @@ inline void bwdStatsRows(const bln::BwdStatsTile& t, const SegTables& sg, int64_
   }
   if (seg % V::W == 0) {
     double* ro = t.rowOut + i * t.rowOutStride;
+    const bool ahead = t.ahead && i + 2 * R <= t.rows;  // the next R rows, a line per line read (Plan::ahead)
+    const float *nx = ahead ? xr[0] + R * t.rowStride : nullptr, *nd = ahead ? dr[0] + R * t.rowStride : nullptr;
     if (t.packX)
-      bwdStatsSegs<V, R, true>(xr, dr, px, pd, mufr, rfr, n, seg, sg.ax, t.mub, f, ro, t.rowOutStride);
+      bwdStatsSegs<V, R, true>(xr, dr, px, pd, mufr, rfr, n, seg, sg.ax, t.mub, f, ro, t.rowOutStride, nx, nd, t.rowStride);
     else
-      bwdStatsSegs<V, R, false>(xr, dr, px, pd, mufr, rfr, n, seg, sg.ax, t.mub, f, ro, t.rowOutStride);
+      bwdStatsSegs<V, R, false>(xr, dr, px, pd, mufr, rfr, n, seg, sg.ax, t.mub, f, ro, t.rowOutStride, nx, nd, t.rowStride);
     return;
   }
   for (int64_t s0 = 0, si = 0; s0 < n; s0 += seg, ++si) {

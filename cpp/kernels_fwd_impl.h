@@ -37,7 +37,8 @@ inline void fwdStatsStep(const bln::FwdStatsTile& t, const float* const* r, floa
 template <class V, int R, bool COL, bool ROW, bool PACK>
 inline void fwdStatsSegs(const float* const* r, float* const* pk, int64_t n, int64_t seg, int64_t c0,
                          const float* __restrict colShift, float* __restrict f1, float* __restrict f2, float* rowShift,
-                         int64_t rowShiftStride, double* rowOut, int64_t rowOutStride) {
+                         int64_t rowShiftStride, double* rowOut, int64_t rowOutStride, const float* next,
+                         int64_t nextStride) {
   const float* rr[R];
   float* pp[R];
   for (int q = 0; q < R; ++q) rr[q] = r[q], pp[q] = pk[q];
@@ -51,6 +52,7 @@ inline void fwdStatsSegs(const float* const* r, float* const* pk, int64_t n, int
     for (int64_t j = s0; j < s0 + seg; j += V::W) {
       V v[R];
       for (int q = 0; q < R; ++q) {
+        if (next) __builtin_prefetch(next + q * nextStride + j, 0, 3);
         v[q] = V::load(rr[q] + j);
         if (PACK) v[q].store(pp[q] + j);
       }
@@ -90,13 +92,17 @@ inline void fwdStatsRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, flo
   }
   // Row lanes run in float32 over at most kRowRun columns before going to double.
   constexpr int64_t kRowRun = 32 * V::W;
+  // The next R rows, asked for a line per line read here (Plan::ahead).
+  const float* next = t.ahead && i + 2 * R <= t.rows ? r[0] + R * t.rowStride : nullptr;
   if (seg % V::W == 0 && seg <= kRowRun) {
     float* rs = ROW && t.rowShift ? t.rowShift + i * t.rowShiftStride : nullptr;
     double* ro = ROW ? t.rowOut + i * t.rowOutStride : nullptr;
     if (t.pack)
-      fwdStatsSegs<V, R, COL, ROW, true>(r, pk, n, seg, t.c0, t.colShift, f1, f2, rs, t.rowShiftStride, ro, t.rowOutStride);
+      fwdStatsSegs<V, R, COL, ROW, true>(r, pk, n, seg, t.c0, t.colShift, f1, f2, rs, t.rowShiftStride, ro, t.rowOutStride,
+                                         next, t.rowStride);
     else
-      fwdStatsSegs<V, R, COL, ROW, false>(r, pk, n, seg, t.c0, t.colShift, f1, f2, rs, t.rowShiftStride, ro, t.rowOutStride);
+      fwdStatsSegs<V, R, COL, ROW, false>(r, pk, n, seg, t.c0, t.colShift, f1, f2, rs, t.rowShiftStride, ro, t.rowOutStride,
+                                          next, t.rowStride);
     return;
   }
   for (int64_t s0 = 0, si = 0; s0 < n; s0 += seg, ++si) {
@@ -115,7 +121,11 @@ inline void fwdStatsRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, flo
     int64_t j = s0;
     while (j < n1) {
       const int64_t runEnd = j + kRowRun < n1 ? j + kRowRun : n1;
-      for (; j < runEnd; j += V::W) fwdStatsStep<V, R, COL, ROW>(t, r, pk, j, f1, f2, kr, a1, a2);
+      for (; j < runEnd; j += V::W) {
+        if (next)
+          for (int q = 0; q < R; ++q) __builtin_prefetch(next + q * t.rowStride + j, 0, 3);
+        fwdStatsStep<V, R, COL, ROW>(t, r, pk, j, f1, f2, kr, a1, a2);
+      }
       if (ROW)
         for (int q = 0; q < R; ++q) rs1[q] += a1[q].hsum(), rs2[q] += a2[q].hsum(), a1[q] = a2[q] = V::zero();
     }

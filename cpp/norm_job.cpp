@@ -34,6 +34,7 @@ void NormJob::statsTile(int64_t t, float* pack, const TileRows* tr) const {
       ft.rowShiftStride = km;
     }
     ft.pack = pack;
+    ft.ahead = p.ahead;
     ft.seg = km > 1 ? seg : 0;
     k->fwdStats[needCol && needRow ? 0 : needCol ? 1 : 2](ft);
   }

@@ -17,6 +17,7 @@ Plan makePlan(const Dims& d, int64_t bytesPerElem) {
   p.B = d.B, p.M = d.M, p.C = d.C;
   const int64_t numel = d.numel();
   p.slots = numel < kSerialElems ? 1 : activeThreads();
+  p.ahead = numel * int64_t(sizeof(float)) >= kAheadBytes;
   // One tile per slab where the slab fits in L2: statistics and normalisation then
   // run back to back on it (the statistics pass packs it contiguously for the second).
   p.fused = d.C <= kMaxTileCols && d.B * d.C * bytesPerElem <= kFuseBytes;

@@ -32,6 +32,11 @@ constexpr int64_t kSerialElems = 1 << 14;
 // The same for inference with every statistic from the population (one pass, no statistics):
 // from 2^14 on two threads it was slower (infer [8,40,64] 7.5 -> 13.4 us, [100,200] 6.3 -> 8.0 us).
 constexpr int64_t kSerialElemsOnePass = 1 << 15;
+// From this many bytes of input on, the statistics kernels ask for the next block of rows while
+// they read this one (a line per line read): one core's demand reads alone left its compute and
+// its memory reads in series (forward [64,1024,64], Zen 5: -17% at one thread with them); below,
+// where the data is in cache, the prefetches only cost (+5% at [64,32,64]).
+constexpr int64_t kAheadBytes = int64_t(1) << 21;
 constexpr int64_t kChunkElems = 1 << 14;       // work per parallel chunk, at least
 
 // Per-thread scratch, reused across calls (no heap traffic per call once warm).
@@ -85,6 +90,7 @@ struct Plan {
   int slots;
   int64_t tileGrain;  // tiles per parallel chunk
   int64_t mk = 1;     // consecutive m per tile (forward/infer fused path at small C; see widenTiles)
+  bool ahead = false;  // the statistics kernels prefetch the next row block (tensors from memory; kAheadBytes)
 
   // Tile t: km consecutive m from m (segments of seg columns from c0, n = seg*km columns in all;
   // column block cb) over rows b0..b0+rows (row block bb); mc = m*C + c0 is its first column of

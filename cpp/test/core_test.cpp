@@ -172,7 +172,9 @@ int main(int argc, char** argv) {
                         {50, 3, 1500, 0}, {48, 2, 2100, 1e4},
                         // narrow segments (C < 16: fused tiles of many m) at every transposed width
                         {4, 400, 1, 0}, {3, 500, 2, 0}, {8, 300, 3, 0}, {20, 400, 3, 0}, {6, 200, 7, 1e4},
-                        {5, 160, 15, 0}, {9, 64, 8, 0}};
+                        {5, 160, 15, 0}, {9, 64, 8, 0},
+                        // from 2 MiB on the statistics kernels prefetch the next rows (kAheadBytes)
+                        {64, 130, 64, 0}, {150, 1, 3600, 1e4}};
   int checks = 0;
   int failures = lengthChecks(&checks);
   failures += poolChecks(&checks);
