@@ -262,8 +262,8 @@ void cpuBackward(const BackwardArgs& a) {
   j.invSqrtC = 1.0 / std::sqrt(static_cast<double>(a.d.C));
   j.dx = a.dx, j.dgamma = a.dgamma, j.dbeta = a.dbeta;
   j.p = cpu::makePlan(a.d, 8);
-  j.stream = cpu::useStreaming(a.d, j.p, a.dx, true);
   cpu::widenTiles(j.p, 8);
+  j.stream = cpu::useStreaming(a.d, j.p, a.dx, true);
   j.k = &activeKernels();
   cpu::TrimOnExit trim;
   j.run();

@@ -200,8 +200,8 @@ void runNorm(const Dims& d, const float* x, const float* gamma, const float* bet
   j.training = j.out.batchMean != nullptr && !j.use.batchMean && !j.use.batchVar;
   j.p = makePlan(j.d, 4);
   if (!j.needCol && !j.needRow && j.d.numel() < kSerialElemsOnePass) j.p.slots = 1;
-  j.stream = useStreaming(j.d, j.p, j.y, false);
   widenTiles(j.p, 4);
+  j.stream = useStreaming(j.d, j.p, j.y, false);
   j.k = &activeKernels();
   TrimOnExit trim;
   j.run();

@@ -64,25 +64,29 @@ void widenTiles(Plan& p, int64_t bytesPerElem) {
 
 // Large outputs with long rows are written with non-temporal stores (they would only
 // evict the inputs from cache, and the stores skip the read-for-ownership), where
-// every row starts 16-byte aligned so a row's stores are all of one kind. Measured on
-// the 2-core EPYC (bench/results): forward [1024,16384] 16.7 -> 14.4 ms; but short rows
-// ([64,32,32,64]: 4.5 -> 7.7 ms), outputs that fit in L3 ([256,4096]) and backward
-// ([1024,16384] 22.9 -> 25.5 ms) got slower, so those keep plain stores.
-// BLN_STREAM_BYTES sets the size threshold for both (tests set 0 to exercise the path).
+// every row starts 16-byte aligned so a row's stores are all of one kind. "Long rows":
+// a tile's rows, k*C floats on wide fused tiles (widenTiles runs first). Measured:
+//  - on the AVX2 EPYC (bench/results/amd-epyc-2c), before wide tiles: forward [1024,16384]
+//    16.7 -> 14.4 ms, but 64-float rows ([64,32,32,64]: 4.5 -> 7.7 ms), outputs that fit in
+//    L3 ([256,4096]) and the two-pass backward ([1024,16384] 22.9 -> 25.5 ms) got slower;
+//  - on the Zen 5 EPYC (L3 32 MiB), with wide tiles, two threads: from 16 MiB, forward
+//    [64,32,32,64] -19 to -22% and [32,196,768] -27%, the fused backward -11 and -12%; the
+//    two-pass backward [1024,16384] +3% again, so it keeps plain stores.
+// BLN_STREAM_BYTES sets the size threshold (tests set 0 to exercise the path everywhere).
 constexpr int64_t kStreamMinRow = 256;
-int64_t streamBytes(bool backward) {
+constexpr int64_t kStreamBytes = int64_t(16) << 20;
+int64_t streamBytes() {
   static const int64_t env = [] {
     const char* s = std::getenv("BLN_STREAM_BYTES");
     char* end = nullptr;
     const long long b = s ? std::strtoll(s, &end, 10) : -1;
     return (s && end != s && b >= 0) ? static_cast<int64_t>(b) : int64_t(-1);
   }();
-  if (env >= 0) return env;
-  return backward ? std::numeric_limits<int64_t>::max() : int64_t(32) << 20;
+  return env >= 0 ? env : kStreamBytes;
 }
 bool useStreaming(const Dims& d, const Plan& p, const float* out, bool backward) {
-  const bool forced = streamBytes(backward) == 0;
-  return d.numel() * int64_t(sizeof(float)) >= streamBytes(backward) && (forced || p.cw >= kStreamMinRow) &&
+  const bool forced = streamBytes() == 0;
+  return d.numel() * int64_t(sizeof(float)) >= streamBytes() && (forced || (p.cw * p.mk >= kStreamMinRow && (!backward || p.fused))) &&
          d.C % 4 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
 }
 
