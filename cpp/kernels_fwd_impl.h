@@ -1,6 +1,23 @@
 // Forward and inference kernels, and writeRow, which the backward ones share.
 // Part of kernels_impl.h (included inside each kernels_<level>.cpp's anonymous namespace).
 
+// Column j's float32 partials, shifted around colShift, with R rows' values v added (loaded and
+// stored once for the R rows).
+template <class VV, int R>
+inline void addColPartials(const VV* v, const float* __restrict colShift, float* __restrict f1, float* __restrict f2,
+                           int64_t j) {
+  const VV c = VV::load(colShift + j);
+  VV d = v[0] - c;
+  VV s1 = d, s2 = VV::fma(d, d, VV::load(f2 + j));
+  for (int q = 1; q < R; ++q) {
+    d = v[q] - c;
+    s1 = s1 + d;
+    s2 = VV::fma(d, d, s2);
+  }
+  (VV::load(f1 + j) + s1).store(f1 + j);
+  s2.store(f2 + j);
+}
+
 // One step of fwdStatsKernel at column j for R rows (VV: the full vector or the scalar tail): the
 // packing, the column partials (loaded and stored once for the R rows) and each row's lanes.
 template <class VV, int R, bool COL, bool ROW>
@@ -11,18 +28,7 @@ inline void fwdStatsStep(const bln::FwdStatsTile& t, const float* const* r, floa
     v[q] = VV::load(r[q] + j);
     if (pk[q]) v[q].store(pk[q] + j);
   }
-  if (COL) {
-    const VV c = VV::load(t.colShift + j);
-    VV d = v[0] - c;
-    VV s1 = d, s2 = VV::fma(d, d, VV::load(f2 + j));
-    for (int q = 1; q < R; ++q) {
-      d = v[q] - c;
-      s1 = s1 + d;
-      s2 = VV::fma(d, d, s2);
-    }
-    (VV::load(f1 + j) + s1).store(f1 + j);
-    s2.store(f2 + j);
-  }
+  if (COL) addColPartials<VV, R>(v, t.colShift, f1, f2, j);
   if (ROW)
     for (int q = 0; q < R; ++q) {
       const VV e = v[q] - VV::set1(kr[q]);
@@ -56,18 +62,7 @@ inline void fwdStatsSegs(const float* const* r, float* const* pk, int64_t n, int
         v[q] = V::load(rr[q] + j);
         if (PACK) v[q].store(pp[q] + j);
       }
-      if (COL) {
-        const V c = V::load(colShift + j);
-        V d = v[0] - c;
-        V s1 = d, s2 = V::fma(d, d, V::load(f2 + j));
-        for (int q = 1; q < R; ++q) {
-          d = v[q] - c;
-          s1 = s1 + d;
-          s2 = V::fma(d, d, s2);
-        }
-        (V::load(f1 + j) + s1).store(f1 + j);
-        s2.store(f2 + j);
-      }
+      if (COL) addColPartials<V, R>(v, colShift, f1, f2, j);
       if (ROW)
         for (int q = 0; q < R; ++q) {
           const V e = v[q] - k[q];
