@@ -35,7 +35,8 @@ inline void bwdStatsStep(const bln::BwdStatsTile& t, const SegTables& sg, const 
   c0.store(f[0] + j), c1.store(f[1] + j), c2.store(f[2] + j);
 }
 
-// Segment sums of tu/tt for narrow segments, W segments at a time by gathers (lane l: segment l).
+// Segment sums of tu/tt for narrow segments, W segments at a time (lane l: segment l): by a
+// transpose where the level has one (VAvx512::segTranspose), else by gathers.
 template <class V>
 inline void bwdNarrowRowSums(const float* tu, const float* tt, int64_t n, int64_t seg, const int32_t* gi,
                              const SegTransposeTable& st, double* o) {

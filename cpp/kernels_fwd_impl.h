@@ -135,8 +135,9 @@ inline void fwdStatsRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, flo
 }
 
 // Row sums of `seg`-wide segments narrower than a vector (fwdStatsKernel's narrow case; the row
-// is in L1 from the column pass): W segments at a time, lane l gathering segment l's values, each
-// lane summing in float32 in the same order as the scalar tail.
+// is in L1 from the column pass): W segments at a time, lane l taking segment l's values (by a
+// transpose where the level has one, VAvx512::segTranspose, else by gathers), each lane summing in
+// float32 in the same order as the scalar tail.
 template <class V>
 inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, const int32_t* gi,
                                const SegTransposeTable& st) {

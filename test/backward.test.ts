@@ -290,7 +290,16 @@ describe('backward vs the float64 reference', () => {
     const opts = { batchSize: N, epsilon: eps };
     const fwd = bln.forward(x, shape, gamma, beta, opts);
     const res = bln.backward(dy, x, shape, gamma, fwd.stats, opts);
-    checkBackward(res, dy, x, shape, gamma, eps, N, ctx(seed, shape, `N=${N} eps=${eps}`));
+    const ref = refBackward(dy, x, shape, gamma, eps, N);
+    const context = ctx(seed, shape, `N=${N} eps=${eps}`);
+    expectClose(res.dx, ref.dx, TOL, `dx ${context}`);
+    // dgamma is a signed sum of the B*M terms dy*yhat, and with one branch zero only the other's
+    // remain (at [16,1], N = 1: 16 terms of wb*dy*xb, wb = -1e-4): they can cancel far below their
+    // size (seen: 9.6e-8 from terms of ~1e-4, a norm-relative error of 6.7e-4, seed 2008400198, with
+    // the addons of this and of earlier commits alike), so dgamma is measured against them.
+    const eg = dgammaTermScaledErr(res.dgamma, ref.dgamma, dy, x, shape, eps, N);
+    if (!(eg <= 1e-5)) throw new Error(`dgamma term-scaled error ${eg} > 1e-5 (${context})`);
+    expectClose(res.dbeta, ref.dbeta, TOL, `dbeta ${context}`);
   });
 
   test('dbeta is the column sum of dy and dgamma the sum of dy * yhat / sqrt(C) (independent of stats)', () => {
