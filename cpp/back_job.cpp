@@ -263,7 +263,7 @@ void cpuBackward(const BackwardArgs& a) {
   j.dx = a.dx, j.dgamma = a.dgamma, j.dbeta = a.dbeta;
   j.p = cpu::makePlan(a.d, 8);
   cpu::widenTiles(j.p, 8);
-  j.stream = cpu::useStreaming(a.d, j.p, a.dx, true);
+  j.stream = cpu::useStreaming(a.d, j.p, a.dx, cpu::StreamOut::Backward);
   j.k = &activeKernels();
   cpu::TrimOnExit trim;
   j.run();

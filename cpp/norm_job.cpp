@@ -201,7 +201,7 @@ void runNorm(const Dims& d, const float* x, const float* gamma, const float* bet
   j.p = makePlan(j.d, 4);
   if (!j.needCol && !j.needRow && j.d.numel() < kSerialElemsOnePass) j.p.slots = 1;
   widenTiles(j.p, 4);
-  j.stream = useStreaming(j.d, j.p, j.y, false);
+  j.stream = useStreaming(j.d, j.p, j.y, j.needCol || j.needRow ? StreamOut::Forward : StreamOut::Population);
   j.k = &activeKernels();
   TrimOnExit trim;
   j.run();

@@ -71,10 +71,12 @@ void widenTiles(Plan& p, int64_t bytesPerElem) {
 //    L3 ([256,4096]) and the two-pass backward ([1024,16384] 22.9 -> 25.5 ms) got slower;
 //  - on the Zen 5 EPYC (L3 32 MiB), with wide tiles, two threads: from 16 MiB, forward
 //    [64,32,32,64] -19 to -22% and [32,196,768] -27%, the fused backward -11 and -12%; the
-//    two-pass backward [1024,16384] +3% again, so it keeps plain stores.
+//    two-pass backward [1024,16384] +3% again, so it keeps plain stores. Inference from the
+//    population alone (no statistics pass, x read once in memory order) keeps the earlier row
+//    rule, C (or the column block) of 256 floats: with wide tiles' k*C, [64,32,32,64] streamed and
+//    was 5-7% slower; [32,196,768] gains 8% from streaming from 16 MiB.
 // BLN_STREAM_BYTES sets the size threshold (tests set 0 to exercise the path everywhere).
 constexpr int64_t kStreamMinRow = 256;
-constexpr int64_t kStreamBytes = int64_t(16) << 20;
 int64_t streamBytes() {
   static const int64_t env = [] {
     const char* s = std::getenv("BLN_STREAM_BYTES");
@@ -82,12 +84,14 @@ int64_t streamBytes() {
     const long long b = s ? std::strtoll(s, &end, 10) : -1;
     return (s && end != s && b >= 0) ? static_cast<int64_t>(b) : int64_t(-1);
   }();
-  return env >= 0 ? env : kStreamBytes;
+  return env >= 0 ? env : int64_t(16) << 20;
 }
-bool useStreaming(const Dims& d, const Plan& p, const float* out, bool backward) {
+bool useStreaming(const Dims& d, const Plan& p, const float* out, StreamOut o) {
   const bool forced = streamBytes() == 0;
-  return d.numel() * int64_t(sizeof(float)) >= streamBytes() && (forced || (p.cw * p.mk >= kStreamMinRow && (!backward || p.fused))) &&
-         d.C % 4 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  const int64_t row = o == StreamOut::Population ? p.cw : p.cw * p.mk;
+  return d.numel() * int64_t(sizeof(float)) >= streamBytes() &&
+         (forced || (row >= kStreamMinRow && (o != StreamOut::Backward || p.fused))) && d.C % 4 == 0 &&
+         reinterpret_cast<uintptr_t>(out) % 16 == 0;
 }
 
 }  // namespace cpu

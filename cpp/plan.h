@@ -126,8 +126,10 @@ void widenTiles(Plan& p, int64_t bytesPerElem);
 inline bool canApplyInOrder(const Dims& d, int simdWidth) { return d.C >= simdWidth || d.M * d.C <= kMaxTileCols; }
 inline int64_t inOrderGrain(const Dims& d) { return std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, d.M * d.C)); }
 
-// Non-temporal stores for this output (plan.cpp).
-bool useStreaming(const Dims& d, const Plan& p, const float* out, bool backward);
+// Non-temporal stores for this output (plan.cpp): y of a call with a statistics pass, dx, or y
+// of an inference from the population alone.
+enum class StreamOut { Forward, Backward, Population };
+bool useStreaming(const Dims& d, const Plan& p, const float* out, StreamOut o);
 
 }  // namespace cpu
 }  // namespace bln
