@@ -98,12 +98,13 @@ struct BackJob {
     }
   }
 
-  void applyTile(int64_t t, const float* packX, const float* packDy) const {
-    const auto [m, c0, seg, km, n, b0, rows, cb, bb, mc, r0] = p.tile(t);
+  // The apply baton of `rows` rows from feature row r0 (= b*M + m), n columns from c0 (batch
+  // statistics from column mc), as read from x and dy; applyTile and applyInOrder adjust it.
+  BwdApplyTile applyAt(int64_t r0, int64_t c0, int64_t mc, int64_t rows, int64_t n) const {
     BwdApplyTile at;
-    at.x = packX ? packX : x + r0 * d.C + c0;
-    at.dy = packX ? packDy : dy + r0 * d.C + c0;
-    at.inStride = packX ? n : d.M * d.C;
+    at.x = x + r0 * d.C + c0;
+    at.dy = dy + r0 * d.C + c0;
+    at.inStride = d.M * d.C;
     at.dx = dx + r0 * d.C + c0;
     at.rows = rows;
     at.rowStride = d.M * d.C;
@@ -119,6 +120,13 @@ struct BackJob {
     at.muf = mu + r0;
     at.coefStride = d.M;
     at.stream = stream;
+    return at;
+  }
+
+  void applyTile(int64_t t, const float* packX, const float* packDy) const {
+    const auto [m, c0, seg, km, n, b0, rows, cb, bb, mc, r0] = p.tile(t);
+    BwdApplyTile at = applyAt(r0, c0, mc, rows, n);
+    if (packX) at.x = packX, at.dy = packDy, at.inStride = n;
     at.seg = km > 1 ? seg : 0;
     k->bwdApply(at);
   }
@@ -127,25 +135,7 @@ struct BackJob {
   void applyInOrder() const {
     const int64_t MC = d.M * d.C;
     parallelFor(d.B, inOrderGrain(d), p.slots, [&](int64_t b, int64_t e, int) {
-      BwdApplyTile at;
-      at.x = x + b * MC;
-      at.dy = dy + b * MC;
-      at.inStride = MC;
-      at.dx = dx + b * MC;
-      at.rows = e - b;
-      at.rowStride = MC;
-      at.n = MC;
-      at.gc = gc;
-      at.U = U;
-      at.V = V;
-      at.Wc = Wc;
-      at.mub = st.batchMean;
-      at.P = P + b * d.M;
-      at.Q = Q + b * d.M;
-      at.T = T + b * d.M;
-      at.muf = mu + b * d.M;
-      at.coefStride = d.M;
-      at.stream = stream;
+      BwdApplyTile at = applyAt(b * d.M, 0, 0, e - b, MC);
       at.seg = d.M > 1 ? d.C : 0;
       k->bwdApply(at);
     });

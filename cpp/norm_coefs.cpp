@@ -131,24 +131,9 @@ void NormJob::runPopulation() {
 void NormJob::applyInOrder(bool perM) const {
   const int64_t MC = d.M * d.C;
   parallelFor(d.B, inOrderGrain(d), p.slots, [&](int64_t b, int64_t e, int) {
-    FwdApplyTile at;
-    at.x = x + b * MC;
-    at.xStride = MC;
-    at.y = y + b * MC;
-    at.rows = e - b;
-    at.rowStride = MC;
-    at.n = MC;
-    at.gc = gc;
-    at.beta = beta;
-    at.mbh = mbh;
-    at.mbl = mbl;
-    at.A = A;
-    at.F = perM ? F : F + b * d.M;
-    at.mfh = perM ? mfh : mfh + b * d.M;
-    at.mfl = perM ? mfl : mfl + b * d.M;
-    at.coefStride = perM ? 0 : d.M;
+    FwdApplyTile at = applyAt(b * d.M, 0, 0, e - b, MC);
+    if (perM) at.F = F, at.mfh = mfh, at.mfl = mfl, at.coefStride = 0;
     if (!perM && Qc) at.Qc = Qc, at.Fm = Fm + b * d.M;
-    at.stream = stream;
     at.seg = d.M > 1 ? d.C : 0;
     k->fwdApply(at);
   });

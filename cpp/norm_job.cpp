@@ -64,11 +64,10 @@ void NormJob::statsTile(int64_t t, float* pack, const TileRows* tr) const {
       }
   }
 }
-void NormJob::applyTile(int64_t t, const float* packed, const TileRows* tr) const {
-  const auto [m, c0, seg, km, n, b0, rows, cb, bb, mc, r0] = p.tile(t);
+FwdApplyTile NormJob::applyAt(int64_t r0, int64_t c0, int64_t mc, int64_t rows, int64_t n) const {
   FwdApplyTile at;
-  at.x = packed ? packed : x + r0 * d.C + c0;
-  at.xStride = packed ? n : d.M * d.C;
+  at.x = x + r0 * d.C + c0;
+  at.xStride = d.M * d.C;
   at.y = y + r0 * d.C + c0;
   at.rows = rows;
   at.rowStride = d.M * d.C;
@@ -82,9 +81,15 @@ void NormJob::applyTile(int64_t t, const float* packed, const TileRows* tr) cons
   at.mfh = mfh + r0;
   at.mfl = mfl + r0;
   at.coefStride = d.M;
+  at.stream = stream;
+  return at;
+}
+void NormJob::applyTile(int64_t t, const float* packed, const TileRows* tr) const {
+  const auto [m, c0, seg, km, n, b0, rows, cb, bb, mc, r0] = p.tile(t);
+  FwdApplyTile at = applyAt(r0, c0, mc, rows, n);
+  if (packed) at.x = packed, at.xStride = n;
   if (tr) at.F = tr->F, at.mfh = tr->mh, at.mfl = tr->ml, at.coefStride = km;
   if (Qc && !packed) at.Qc = Qc + mc, at.Fm = Fm + r0;
-  at.stream = stream;
   at.seg = km > 1 ? seg : 0;
   k->fwdApply(at);
 }

@@ -63,6 +63,9 @@ struct NormJob {
   // given, receives a contiguous copy of the tile for applyTile.
   void statsTile(int64_t t, float* pack, const TileRows* tr = nullptr) const;
   void applyTile(int64_t t, const float* packed, const TileRows* tr = nullptr) const;
+  // The apply baton of `rows` rows from feature row r0 (= b*M + m), n columns from c0 (batch
+  // statistics from column mc), as read from x; applyTile and applyInOrder adjust it.
+  FwdApplyTile applyAt(int64_t r0, int64_t c0, int64_t mc, int64_t rows, int64_t n) const;
   // Every statistic from the population: the coefficients first, then one pass over the tensor
   // in memory order (a tile row is a whole batch row of M*C floats, segments of C), so x and y
   // stream like a copy.

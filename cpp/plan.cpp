@@ -3,7 +3,6 @@
 #include "plan.h"
 
 #include <cstdlib>
-#include <limits>
 
 #include "threadpool.h"
 
