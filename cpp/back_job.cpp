@@ -252,9 +252,9 @@ void cpuBackward(const BackwardArgs& a) {
   j.invSqrtC = 1.0 / std::sqrt(static_cast<double>(a.d.C));
   j.dx = a.dx, j.dgamma = a.dgamma, j.dbeta = a.dbeta;
   j.p = cpu::makePlan(a.d, 8);
-  cpu::widenTiles(j.p, 8);
-  j.stream = cpu::useStreaming(a.d, j.p, a.dx, cpu::StreamOut::Backward);
   j.k = &activeKernels();
+  cpu::widenTiles(j.p, 8, j.k->width);
+  j.stream = cpu::useStreaming(a.d, j.p, a.dx, cpu::StreamOut::Backward);
   cpu::TrimOnExit trim;
   j.run();
 }

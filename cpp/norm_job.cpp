@@ -205,9 +205,9 @@ void runNorm(const Dims& d, const float* x, const float* gamma, const float* bet
   j.training = j.out.batchMean != nullptr && !j.use.batchMean && !j.use.batchVar;
   j.p = makePlan(j.d, 4);
   if (!j.needCol && !j.needRow && j.d.numel() < kSerialElemsOnePass) j.p.slots = 1;
-  widenTiles(j.p, 4);
-  j.stream = useStreaming(j.d, j.p, j.y, j.needCol || j.needRow ? StreamOut::Forward : StreamOut::Population);
   j.k = &activeKernels();
+  widenTiles(j.p, 4, j.k->width);
+  j.stream = useStreaming(j.d, j.p, j.y, j.needCol || j.needRow ? StreamOut::Forward : StreamOut::Population);
   TrimOnExit trim;
   j.run();
 }

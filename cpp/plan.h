@@ -117,8 +117,8 @@ struct Plan {
 
 Plan makePlan(const Dims& d, int64_t bytesPerElem);
 
-// At small C, fused tiles of k consecutive m (plan.cpp).
-void widenTiles(Plan& p, int64_t bytesPerElem);
+// At small C, fused tiles of k consecutive m (plan.cpp); simdWidth: the kernels' vector width.
+void widenTiles(Plan& p, int64_t bytesPerElem, int simdWidth);
 
 // The apply pass in memory order, once every coefficient is made (forward/infer and backward): a
 // tile row is a whole batch row of M*C floats, segments of C. Possible where the segments are at
