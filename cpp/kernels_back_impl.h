@@ -36,19 +36,18 @@ inline void bwdStatsStep(const bln::BwdStatsTile& t, const SegTables& sg, const 
 }
 
 // Segment sums of tu/tt for narrow segments, W segments at a time (lane l: segment l): by a
-// transpose where the level has one (VAvx512::segTranspose), else by gathers.
-template <class V>
-inline void bwdNarrowRowSums(const float* tu, const float* tt, int64_t n, int64_t seg, const int32_t* gi,
-                             const SegTransposeTable& st, double* o) {
+// transpose where the level has one (VAvx512::segTranspose, SEG = seg), else by gathers (SEG = 0).
+template <class V, int SEG>
+inline void bwdNarrowRowSums(const float* tu, const float* tt, int64_t n, int64_t seg, const int32_t* gi, double* o) {
   const int64_t nseg = n / seg;
   int64_t s = 0;
-  if constexpr (V::kSegTranspose)
+  if constexpr (SEG > 0)
     for (; s + V::W <= nseg; s += V::W) {
-      V gu[V::W], gt[V::W];
-      V::segTranspose(tu + s * seg, st, gu);
-      V::segTranspose(tt + s * seg, st, gt);
+      V gu[SEG], gt[SEG];
+      V::template segTranspose<SEG>(tu + s * SEG, gu);
+      V::template segTranspose<SEG>(tt + s * SEG, gt);
       V a1 = V::zero(), a2 = V::zero();
-      for (int64_t c = 0; c < seg; ++c) a1 = a1 + gu[c], a2 = a2 + gt[c];
+      for (int c = 0; c < SEG; ++c) a1 = a1 + gu[c], a2 = a2 + gt[c];
       V::storePairs(o + s * 2, a1, a2);
     }
   for (; s + V::W <= nseg; s += V::W) {
@@ -100,7 +99,7 @@ inline void bwdStatsSegs(const float* const* xr, const float* const* dr, float* 
 // R rows from row i of a backward statistics tile.
 template <class V, int R, bool NARROW>
 inline void bwdStatsRows(const bln::BwdStatsTile& t, const SegTables& sg, int64_t i, int64_t seg, const int32_t* gi,
-                         const SegTransposeTable& st, float (*f)[bln::kMaxTileCols]) {
+                         float (*f)[bln::kMaxTileCols]) {
   const int64_t n = t.n;
   const float *xr[R], *dr[R], *mufr[R], *rfr[R];
   float *px[R], *pd[R];
@@ -121,7 +120,10 @@ inline void bwdStatsRows(const bln::BwdStatsTile& t, const SegTables& sg, int64_
     int64_t j = 0;
     for (; j + V::W <= n; j += V::W) bwdStatsStep<V, R, true, V::W>(t, sg, xr, dr, px, pd, mufr, rfr, j, f, nullptr, nullptr, tu, tt);
     for (; j < n; ++j) bwdStatsStep<VScalar, R, true, V::W>(t, sg, xr, dr, px, pd, mufr, rfr, j, f, nullptr, nullptr, tu, tt);
-    for (int q = 0; q < R; ++q) bwdNarrowRowSums<V>(tu[q], tt[q], n, seg, gi, st, t.rowOut + (i + q) * t.rowOutStride);
+    withSeg<V>(seg, [&](auto S) {
+      for (int q = 0; q < R; ++q)
+        bwdNarrowRowSums<V, decltype(S)::value>(tu[q], tt[q], n, seg, gi, t.rowOut + (i + q) * t.rowOutStride);
+    });
     return;
   }
   if (seg % V::W == 0) {
@@ -165,9 +167,6 @@ void bwdStatsKernel(const bln::BwdStatsTile& t) {
   const bool narrow = SegTables::narrow(n, seg, V::W);
   alignas(64) int32_t gi[V::W];
   for (int l = 0; l < V::W; ++l) gi[l] = static_cast<int32_t>(l * seg);
-  SegTransposeTable st;
-  if constexpr (V::kSegTranspose)
-    if (narrow) V::segTransposeInit(st, static_cast<int>(seg));
   alignas(64) float f[3][bln::kMaxTileCols];
   double d[3][bln::kMaxTileCols];
   for (int k = 0; k < 3; ++k)
@@ -176,9 +175,9 @@ void bwdStatsKernel(const bln::BwdStatsTile& t) {
   int64_t i = 0, sinceFlush = 0;
   for (; i + R <= t.rows; i += R) {
     if (narrow)
-      bwdStatsRows<V, R, true>(t, sg, i, seg, gi, st, f);
+      bwdStatsRows<V, R, true>(t, sg, i, seg, gi, f);
     else
-      bwdStatsRows<V, R, false>(t, sg, i, seg, gi, st, f);
+      bwdStatsRows<V, R, false>(t, sg, i, seg, gi, f);
     if ((sinceFlush += R) == bln::kColFlushRows) {
       for (int k = 0; k < 3; ++k)
         for (int64_t c = 0; c < n; ++c) d[k][c] += f[k][c], f[k][c] = 0.f;
@@ -187,9 +186,9 @@ void bwdStatsKernel(const bln::BwdStatsTile& t) {
   }
   for (; i < t.rows; ++i) {
     if (narrow)
-      bwdStatsRows<V, 1, true>(t, sg, i, seg, gi, st, f);
+      bwdStatsRows<V, 1, true>(t, sg, i, seg, gi, f);
     else
-      bwdStatsRows<V, 1, false>(t, sg, i, seg, gi, st, f);
+      bwdStatsRows<V, 1, false>(t, sg, i, seg, gi, f);
   }
   double* outs[3] = {t.colSdy, t.colSdyxb, t.colSdyxf};
   for (int k = 0; k < 3; ++k)

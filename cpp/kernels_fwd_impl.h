@@ -136,22 +136,21 @@ inline void fwdStatsRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, flo
 
 // Row sums of `seg`-wide segments narrower than a vector (fwdStatsKernel's narrow case; the row
 // is in L1 from the column pass): W segments at a time, lane l taking segment l's values (by a
-// transpose where the level has one, VAvx512::segTranspose, else by gathers), each lane summing in
-// float32 in the same order as the scalar tail.
-template <class V>
-inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, const int32_t* gi,
-                               const SegTransposeTable& st) {
+// transpose where the level has one, VAvx512::segTranspose with SEG = seg, else by gathers: SEG =
+// 0), each lane summing in float32 in the same order as the scalar tail.
+template <class V, int SEG>
+inline void fwdStatsNarrowRows(const bln::FwdStatsTile& t, int64_t i, int64_t seg, const int32_t* gi) {
   const float* r = t.x + i * t.rowStride;
   double* o = t.rowOut + i * t.rowOutStride;
   const int64_t nseg = t.n / seg;
   int64_t s = 0;
-  if constexpr (V::kSegTranspose)
+  if constexpr (SEG > 0)
     for (; t.c0 == 0 && s + V::W <= nseg; s += V::W) {
-      V g[V::W];
-      V::segTranspose(r + s * seg, st, g);
+      V g[SEG];
+      V::template segTranspose<SEG>(r + s * SEG, g);
       if (t.rowShift) g[0].store(t.rowShift + i * t.rowShiftStride + s);
       V a1 = V::zero(), a2 = V::zero();
-      for (int64_t c = 0; c < seg; ++c) {
+      for (int c = 0; c < SEG; ++c) {
         const V e = g[c] - g[0];
         a1 = a1 + e;
         a2 = V::fma(e, e, a2);
@@ -203,9 +202,11 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
   const bool narrow = SegTables::narrow(n, seg, V::W);
   alignas(64) int32_t gi[V::W];  // narrow: lane l reads segment l
   for (int l = 0; l < V::W; ++l) gi[l] = static_cast<int32_t>(l * seg);
-  SegTransposeTable st;
-  if constexpr (V::kSegTranspose)
-    if (narrow) V::segTransposeInit(st, static_cast<int>(seg));
+  auto narrowRows = [&](int64_t i0, int64_t nr) {
+    withSeg<V>(seg, [&](auto S) {
+      for (int64_t q = 0; q < nr; ++q) fwdStatsNarrowRows<V, decltype(S)::value>(t, i0 + q, seg, gi);
+    });
+  };
   constexpr int64_t R = 4;
   static_assert(bln::kColFlushRows % R == 0, "row blocks must not straddle a flush");
   int64_t i = 0, sinceFlush = 0;
@@ -216,8 +217,7 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
   for (; i + R <= t.rows; i += R) {
     if (narrow) {
       fwdStatsRows<V, R, COL, false>(t, i, n, f1, f2);
-      if (ROW)
-        for (int q = 0; q < R; ++q) fwdStatsNarrowRows<V>(t, i + q, seg, gi, st);
+      if (ROW) narrowRows(i, R);
     } else {
       fwdStatsRows<V, R, COL, ROW>(t, i, seg, f1, f2);
     }
@@ -226,7 +226,7 @@ void fwdStatsKernel(const bln::FwdStatsTile& t) {
   for (; i < t.rows; ++i) {
     if (narrow) {
       fwdStatsRows<V, 1, COL, false>(t, i, n, f1, f2);
-      if (ROW) fwdStatsNarrowRows<V>(t, i, seg, gi, st);
+      if (ROW) narrowRows(i, 1);
     } else {
       fwdStatsRows<V, 1, COL, ROW>(t, i, seg, f1, f2);
     }
@@ -282,6 +282,29 @@ inline void fwdApplySegs(const float* __restrict xr, float* __restrict yr, int64
   }
 }
 
+// fwdApplyKernel's narrow case, one row, plain stores: whole groups of W segments (seg vectors), each
+// group's W per-segment coefficients loaded once and spread to its vectors by register permutes
+// (SegTables::grp), the same arithmetic per element as the spread form. Returns the columns done.
+template <class V>
+inline int64_t fwdApplyGroups(const float* __restrict xr, float* __restrict yr, int64_t n, int64_t seg, const float* mbh,
+                              const float* mbl, const float* A, const float* ax, const float* bx,
+                              const int32_t (*grp)[16], const float* Fr, const float* mhr, const float* mlr) {
+  const int64_t gw = V::W * seg;
+  int64_t j = 0;
+  for (int64_t s = 0; j + gw <= n; j += gw, s += V::W) {
+    const V F = V::load(Fr + s), mh = V::load(mhr + s), ml = V::load(mlr + s);
+    for (int64_t v = 0; v < seg; ++v) {
+      const int64_t k = j + v * V::W;
+      const V xv = V::load(xr + k);
+      const V tb = (xv - V::load(mbh + k)) - V::load(mbl + k);
+      const V acc = V::fma(V::load(A + k), tb, V::load(bx + k));
+      const V tf = (xv - V::permute(mh, grp[v])) - V::permute(ml, grp[v]);
+      V::fma(V::load(ax + k) * V::permute(F, grp[v]), tf, acc).store(yr + k);
+    }
+  }
+  return j;
+}
+
 template <class V>
 void fwdApplyKernel(const bln::FwdApplyTile& t) {
   const int64_t n = t.n;
@@ -299,8 +322,10 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
       // Each element's per-segment coefficients spread from the row's (consecutive) ones.
       const float *Fr = t.F + i * t.coefStride, *mhr = t.mfh + i * t.coefStride, *mlr = t.mfl + i * t.coefStride;
       const float *mbh = t.mbh, *mbl = t.mbl, *A = t.A, *bx = sg.bx;  // (kept in registers)
-      writeRow<V>(yrow, n, t.stream, [&](auto tag, int64_t j) {
+      const int64_t j0 = t.stream ? 0 : fwdApplyGroups<V>(xrow, yrow, n, seg, mbh, mbl, A, sg.ax, bx, sg.grp, Fr, mhr, mlr);
+      writeRow<V>(yrow + j0, n - j0, t.stream, [&](auto tag, int64_t jr) {
         using VV = decltype(tag);
+        const int64_t j = j0 + jr;
         VV xv = VV::load(xrow + j);
         VV tb = (xv - VV::load(mbh + j)) - VV::load(mbl + j);
         VV acc = VV::fma(VV::load(A + j), tb, VV::load(bx + j));

@@ -34,6 +34,9 @@ struct SegTables {
   alignas(64) float a[bln::kMaxTileCols], b[bln::kMaxTileCols];
   alignas(64) int32_t segOf[bln::kMaxTileCols + 16];
   alignas(64) int32_t rel[bln::kMaxTileCols + 16];
+  // A group of W segments is seg vectors (W*seg floats): lane l of its vector v is in the group's
+  // segment grp[v][l] (group(): seg < W <= 16).
+  alignas(64) int32_t grp[16][16];
   const float *ax = nullptr, *bx = nullptr;
   static bool narrow(int64_t n, int64_t seg, int W) { return seg < n && seg < W; }
   // n <= kMaxTileCols; b0 may be null.
@@ -47,6 +50,12 @@ struct SegTables {
         if (b0) b[s0 + k] = b0[k];
       }
     for (int64_t j = 0; j < n; ++j) rel[j] = segOf[j] - segOf[j - j % W];
+    if (seg < W)
+      for (int64_t v = 0, at = 0, s = 0; v < seg; ++v)
+        for (int l = 0; l < W; ++l, ++at) {
+          if (at == (s + 1) * seg) ++s;
+          grp[v][l] = static_cast<int32_t>(s);
+        }
     ax = a, bx = b0 ? b : nullptr;
   }
   // Element j's value of a per-segment array c (a row's consecutive segments): a full vector
@@ -60,6 +69,22 @@ struct SegTables {
       return VV::gather(c, segOf + j);
   }
 };
+
+// Calls f(SegW<S>{}) with S = seg where the level transposes segments of that width as a constant
+// (VAvx512::segTranspose; 1 <= seg < W), else with S = 0 (the narrow kernels then gather).
+template <int S>
+struct SegW {
+  static constexpr int value = S;
+};
+template <class V, int S = 1, class F>
+inline void withSeg(int64_t seg, F&& f) {
+  if constexpr (V::kSegTranspose && S < V::W) {
+    if (seg == S) return f(SegW<S>{});
+    return withSeg<V, S + 1>(seg, f);
+  } else {
+    f(SegW<0>{});
+  }
+}
 
 // The R rows' sums of one segment, o[q*stride + {0,1}] = {sum a1[q], sum a2[q]} (the statistics
 // kernels of both passes). Four rows' eight sums at once where the level has hsum8.

@@ -11,13 +11,21 @@
 #include <arm_neon.h>
 #endif
 
-// The tables of a segment transpose (VAvx512::segTranspose; the other levels gather instead):
-// for element c of every segment, the permute index of each lane within its block of 32 floats
-// and, per block, the lanes it fills.
-struct SegTransposeTable {
-  int seg = 0, blocks = 0;
-  alignas(64) int32_t idx[16][16];
-  uint16_t mask[16][8];
+// The constants of a segment transpose of `SEG`-float segments (VAvx512::segTranspose; the other
+// levels gather instead): for element c of every segment, the permute index of each lane within
+// its block of 32 floats and, per block, the lanes it fills.
+template <int SEG>
+struct SegTransposeConsts {
+  alignas(64) int32_t idx[SEG][16];
+  uint16_t mask[SEG][(SEG + 1) / 2];
+  constexpr SegTransposeConsts() : idx(), mask() {
+    for (int c = 0; c < SEG; ++c)
+      for (int l = 0; l < 16; ++l) {
+        const int at = l * SEG + c;
+        idx[c][l] = at & 31;
+        mask[c][at >> 5] = static_cast<uint16_t>(mask[c][at >> 5] | (1u << l));
+      }
+  }
 };
 
 struct VScalar {
@@ -162,31 +170,28 @@ struct VAvx512 {
     __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
     return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
   }
-  // out[c] lane l = p[l*seg + c] for every c < seg < 16: the 16 segments of a narrow row (16*seg
+  // out[c] lane l = p[l*SEG + c] for every c < SEG < 16: the 16 segments of a narrow row (16*SEG
   // contiguous floats) turned into one vector per element, by two-source permutes over blocks of 32
-  // floats, where a gather per element was the narrow row sums' main cost. Reads p[0, 16*seg) only.
-  static void segTransposeInit(SegTransposeTable& t, int seg) {
-    t.seg = seg, t.blocks = (seg + 1) / 2;
-    for (int c = 0; c < seg; ++c) {
-      for (int b = 0; b < 8; ++b) t.mask[c][b] = 0;
-      for (int l = 0; l < 16; ++l) {
-        const int at = l * seg + c;
-        t.idx[c][l] = at & 31;
-        t.mask[c][at >> 5] = static_cast<uint16_t>(t.mask[c][at >> 5] | (1u << l));
-      }
-    }
-  }
-  static void segTranspose(const float* p, const SegTransposeTable& t, VAvx512* out) {
-    __m512 lo[8], hi[8];
-    for (int b = 0; b < t.blocks; ++b) {
+  // floats, where a gather per element was the narrow row sums' main cost. SEG is a constant (the
+  // kernels pick the instance per tile, withSeg): the indices and masks are then constants and the
+  // loops straight code (with them read from a table in loops over a run-time width, the transposes
+  // cost twice as much). Each lane is filled from one block; reads p[0, 16*SEG) only.
+  template <int SEG>
+  static void segTranspose(const float* p, VAvx512* out) {
+    static constexpr SegTransposeConsts<SEG> k{};
+    constexpr int NB = (SEG + 1) / 2;
+    __m512 lo[NB], hi[NB];
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
       lo[b] = _mm512_loadu_ps(p + 32 * b);
-      hi[b] = 32 * b + 16 < 16 * t.seg ? _mm512_loadu_ps(p + 32 * b + 16) : _mm512_setzero_ps();
+      hi[b] = 32 * b + 16 < 16 * SEG ? _mm512_loadu_ps(p + 32 * b + 16) : _mm512_setzero_ps();
     }
-    for (int c = 0; c < t.seg; ++c) {
-      const __m512i idx = _mm512_load_si512(t.idx[c]);
-      __m512 r = _mm512_setzero_ps();
-      for (int b = 0; b < t.blocks; ++b)
-        if (t.mask[c][b]) r = _mm512_mask_mov_ps(r, t.mask[c][b], _mm512_permutex2var_ps(lo[b], idx, hi[b]));
+#pragma GCC unroll 16
+    for (int c = 0; c < SEG; ++c) {
+      const __m512i idx = _mm512_load_si512(k.idx[c]);
+      __m512 r = _mm512_permutex2var_ps(lo[0], idx, hi[0]);  // (the other blocks' lanes overwritten below)
+#pragma GCC unroll 8
+      for (int b = 1; b < NB; ++b) r = _mm512_mask_mov_ps(r, k.mask[c][b], _mm512_permutex2var_ps(lo[b], idx, hi[b]));
       out[c].v = r;
     }
   }
