@@ -305,6 +305,7 @@ inline int64_t fwdApplyGroups(const float* __restrict xr, float* __restrict yr, 
   return j;
 }
 
+constexpr int64_t kApplyBlockFloats = 256;
 template <class V>
 void fwdApplyKernel(const bln::FwdApplyTile& t) {
   const int64_t n = t.n;
@@ -314,6 +315,22 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
   const bool narrow = SegTables::narrow(n, seg, V::W);
   SegTables sg;
   if (narrow) sg.init<V::W>(t.gc, t.beta, n, seg);
+  // Narrow, plain stores: the whole groups of W segments first, in column blocks of about
+  // kApplyBlockFloats over every row, so that a block's five column arrays stay in L1 while the rows
+  // stream through (row by row, a wide tile's arrays came from L2 for every row).
+  int64_t nGrp = 0;
+  if (narrow && !t.stream) {
+    const int64_t gw = V::W * seg, blk = (kApplyBlockFloats / gw > 1 ? kApplyBlockFloats / gw : 1) * gw;
+    nGrp = n / gw * gw;
+    for (int64_t c0 = 0; c0 < nGrp; c0 += blk) {
+      const int64_t w = nGrp - c0 < blk ? nGrp - c0 : blk, s0 = c0 / seg;
+      for (int64_t i = 0; i < t.rows; ++i) {
+        const int64_t ci = i * t.coefStride + s0;
+        fwdApplyGroups<V>(t.x + i * t.xStride + c0, t.y + i * t.rowStride + c0, w, seg, t.mbh + c0, t.mbl + c0, t.A + c0,
+                          sg.ax + c0, sg.bx + c0, sg.grp, t.F + ci, t.mfh + ci, t.mfl + ci);
+      }
+    }
+  }
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* xrow = t.x + i * t.xStride;
     float* yrow = t.y + i * t.rowStride;
@@ -322,7 +339,7 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
       // Each element's per-segment coefficients spread from the row's (consecutive) ones.
       const float *Fr = t.F + i * t.coefStride, *mhr = t.mfh + i * t.coefStride, *mlr = t.mfl + i * t.coefStride;
       const float *mbh = t.mbh, *mbl = t.mbl, *A = t.A, *bx = sg.bx;  // (kept in registers)
-      const int64_t j0 = t.stream ? 0 : fwdApplyGroups<V>(xrow, yrow, n, seg, mbh, mbl, A, sg.ax, bx, sg.grp, Fr, mhr, mlr);
+      const int64_t j0 = nGrp;
       writeRow<V>(yrow + j0, n - j0, t.stream, [&](auto tag, int64_t jr) {
         using VV = decltype(tag);
         const int64_t j = j0 + jr;
