@@ -188,8 +188,9 @@ struct BackJob {
 
     if (p.fused) {
       parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int slot) {
-        float* px = packs + 2 * int64_t(slot) * D.B * D.C * p.mk;
-        float* pd = px + D.B * D.C * p.mk;
+        // (packed only for tiles of one m: as the forward pass, norm_job.cpp)
+        float* px = p.mk == 1 ? packs + 2 * int64_t(slot) * D.B * D.C * p.mk : nullptr;
+        float* pd = p.mk == 1 ? px + D.B * D.C * p.mk : nullptr;
         for (int64_t t = b; t < e; ++t) statsTile(t, slot, px, pd), applyTile(t, px, pd);
       });
     } else {
