@@ -26,7 +26,7 @@ struct BackJob {
   const KernelTable* k;
   float *gc, *U, *V, *Wc, *P, *Q, *T, *rf, *mu;
   double *rowPart, *colPart, *slotAcc;  // slotAcc: [slot][C]{dgamma, dbeta}
-  float* packs;  // fused path: per participant, packed x then packed dy
+  float* packs;  // fused tiles of one m: per participant, packed x then packed dy
   bool stream;   // non-temporal stores for dx
 
   void finCol(int64_t m, int64_t c, double Sdy, double Sdyxb, double Sdyxf, int slot) const {
@@ -150,7 +150,7 @@ struct BackJob {
                               sizeof(double) * size_t(BM * p.nCb * 2),
                               p.nBb > 1 ? sizeof(double) * size_t(p.nBb * MC * 3) : 0,
                               sizeof(double) * size_t(slots) * size_t(D.C) * 2,
-                              p.fused ? 2 * sizeof(float) * size_t(slots) * size_t(D.B * D.C * p.mk) : 0}) +
+                              p.fused && p.mk == 1 ? 2 * sizeof(float) * size_t(slots) * size_t(D.B * D.C) : 0}) +
              12 * 64);
     gc = ar.take<float>(D.C);
     U = ar.take<float>(MC);
@@ -166,7 +166,7 @@ struct BackJob {
     rowPart = ar.take<double>(BM * p.nCb * 2);
     colPart = p.nBb > 1 ? ar.take<double>(p.nBb * MC * 3) : nullptr;
     slotAcc = ar.take<double>(int64_t(slots) * D.C * 2);
-    packs = p.fused ? ar.take<float>(2 * int64_t(slots) * D.B * D.C * p.mk) : nullptr;
+    packs = p.fused && p.mk == 1 ? ar.take<float>(2 * int64_t(slots) * D.B * D.C) : nullptr;
     std::fill(slotAcc, slotAcc + int64_t(slots) * D.C * 2, 0.0);
     for (int64_t c = 0; c < D.C; ++c) gc[c] = static_cast<float>(static_cast<double>(gamma[c]) * invSqrtC);
     std::fill(P + BM, P + BM + kCoefSlack, 0.f), std::fill(Q + BM, Q + BM + kCoefSlack, 0.f);
@@ -189,8 +189,8 @@ struct BackJob {
     if (p.fused) {
       parallelFor(p.tiles, p.tileGrain, slots, [&](int64_t b, int64_t e, int slot) {
         // (packed only for tiles of one m: as the forward pass, norm_job.cpp)
-        float* px = p.mk == 1 ? packs + 2 * int64_t(slot) * D.B * D.C * p.mk : nullptr;
-        float* pd = p.mk == 1 ? px + D.B * D.C * p.mk : nullptr;
+        float* px = packs ? packs + 2 * int64_t(slot) * D.B * D.C : nullptr;
+        float* pd = packs ? px + D.B * D.C : nullptr;
         for (int64_t t = b; t < e; ++t) statsTile(t, slot, px, pd), applyTile(t, px, pd);
       });
     } else {

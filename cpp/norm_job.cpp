@@ -103,7 +103,7 @@ void NormJob::run() {
   ar.reset(Arena::bytesFor({sizeof(float) * size_t(D.C), sizeof(float) * size_t(gcwLen), 3 * sizeof(float) * size_t(MC), 3 * sizeof(float) * size_t(BM + kCoefSlack),
                             needRow ? sizeof(double) * size_t(BM * p.nCb * 2) : 0,
                             colParts ? sizeof(double) * size_t(p.nBb * MC * 2) : 0,
-                            p.fused ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C * p.mk) : 0,
+                            p.fused && p.mk == 1 ? sizeof(float) * size_t(p.slots) * size_t(D.B * D.C) : 0,
                             tileRows ? size_t(p.slots) * (size_t(D.B * p.mk) * (2 * sizeof(double) + 6 * sizeof(float)) + 3 * sizeof(float) * kCoefSlack + 7 * 64) : 0,
                             tileRows ? sizeof(TileRows) * size_t(p.slots) : 0,
                             !needCol && !needRow ? 2 * sizeof(float) * size_t(MC) : 0,
@@ -119,7 +119,7 @@ void NormJob::run() {
   mfl = ar.take<float>(BM + kCoefSlack);
   rowPart = needRow ? ar.take<double>(BM * p.nCb * 2) : nullptr;
   colPart = colParts ? ar.take<double>(p.nBb * MC * 2) : nullptr;
-  packs = p.fused ? ar.take<float>(int64_t(p.slots) * D.B * D.C * p.mk) : nullptr;
+  packs = p.fused && p.mk == 1 ? ar.take<float>(int64_t(p.slots) * D.B * D.C) : nullptr;
   Qc = p.fused ? nullptr : ar.take<float>(MC);
   Fm = p.fused ? nullptr : ar.take<float>(BM + kCoefSlack);
   // (the slack past the per-row coefficient arrays is zeroed: read, never used)
@@ -146,13 +146,12 @@ void NormJob::run() {
   if (!needCol && !needRow && canApplyInOrder(d, k->width)) return runPopulation();
   if (p.fused) {
     parallelFor(p.tiles, p.tileGrain, p.slots, [&](int64_t b, int64_t e, int slot) {
-      float* pack = packs + int64_t(slot) * D.B * D.C * p.mk;
       // The statistics pass packs a tile of one m (rows of C floats, M*C apart) for the apply
       // pass; a wide tile's rows are k*C contiguous floats, which the apply reads from x itself
       // at no loss, and without a second copy of the tile in L2 (forward [64,32,32,64] -16%,
       // [256,64,16] -28%, [25,14,14,6] -8% at one thread). With every statistic from the
       // population no statistics pass runs, so nothing is packed either.
-      float* packed = (needCol || needRow) && p.mk == 1 ? pack : nullptr;
+      float* packed = (needCol || needRow) && packs ? packs + int64_t(slot) * D.B * D.C : nullptr;
       const TileRows* tr = tileRows ? &trs[slot] : nullptr;
       for (int64_t t = b; t < e; ++t) statsTile(t, packed, tr), applyTile(t, packed, tr);
     });

@@ -28,7 +28,7 @@ struct NormJob {
   const KernelTable* k;
   // scratch
   float *gc, *gcw, *mbh, *mbl, *A, *F, *mfh, *mfl;  // gcw = gamma*wb/sqrt(C)
-  float* packs;  // fused path: one packed slab per participant
+  float* packs;  // fused tiles of one m: one packed slab per participant (else null)
   float *Qc = nullptr, *Fm = nullptr;  // two-pass path: the folded coefficients (foldCoefs)
   double *rowPart, *colPart;  // row partials [r][cb]{S1,S2}; column partials [bb][mc] S1 then S2
 
