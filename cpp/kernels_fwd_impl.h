@@ -282,16 +282,15 @@ inline void fwdApplySegs(const float* __restrict xr, float* __restrict yr, int64
   }
 }
 
-// fwdApplyKernel's narrow case, one row, plain stores: whole groups of W segments (seg vectors), each
-// group's W per-segment coefficients loaded once and spread to its vectors by register permutes
-// (SegTables::grp), the same arithmetic per element as the spread form. Returns the columns done.
+// fwdApplyKernel's narrow case, one row, plain stores: n/(W*seg) whole groups of W segments (seg
+// vectors each), each group's W per-segment coefficients loaded once and spread to its vectors by
+// register permutes (SegTables::grp), the same arithmetic per element as the spread form.
 template <class V>
-inline int64_t fwdApplyGroups(const float* __restrict xr, float* __restrict yr, int64_t n, int64_t seg, const float* mbh,
-                              const float* mbl, const float* A, const float* ax, const float* bx,
-                              const int32_t (*grp)[16], const float* Fr, const float* mhr, const float* mlr) {
+inline void fwdApplyGroups(const float* __restrict xr, float* __restrict yr, int64_t n, int64_t seg, const float* mbh,
+                           const float* mbl, const float* A, const float* ax, const float* bx, const int32_t (*grp)[16],
+                           const float* Fr, const float* mhr, const float* mlr) {
   const int64_t gw = V::W * seg;
-  int64_t j = 0;
-  for (int64_t s = 0; j + gw <= n; j += gw, s += V::W) {
+  for (int64_t j = 0, s = 0; j + gw <= n; j += gw, s += V::W) {
     const V F = V::load(Fr + s), mh = V::load(mhr + s), ml = V::load(mlr + s);
     for (int64_t v = 0; v < seg; ++v) {
       const int64_t k = j + v * V::W;
@@ -302,7 +301,6 @@ inline int64_t fwdApplyGroups(const float* __restrict xr, float* __restrict yr, 
       V::fma(V::load(ax + k) * V::permute(F, grp[v]), tf, acc).store(yr + k);
     }
   }
-  return j;
 }
 
 constexpr int64_t kApplyBlockFloats = 256;
@@ -336,7 +334,8 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
     float* yrow = t.y + i * t.rowStride;
     if (i + bln::kPrefetchRows < t.rows) prefetchRowForWrite(yrow + bln::kPrefetchRows * t.rowStride, n);
     if (narrow) {
-      // Each element's per-segment coefficients spread from the row's (consecutive) ones.
+      // The columns after the whole groups (all of them with streaming stores): each element's
+      // per-segment coefficients spread from the row's (consecutive) ones.
       const float *Fr = t.F + i * t.coefStride, *mhr = t.mfh + i * t.coefStride, *mlr = t.mfl + i * t.coefStride;
       const float *mbh = t.mbh, *mbl = t.mbl, *A = t.A, *bx = sg.bx;  // (kept in registers)
       const int64_t j0 = nGrp;

@@ -35,7 +35,7 @@ struct SegTables {
   alignas(64) int32_t segOf[bln::kMaxTileCols + 16];
   alignas(64) int32_t rel[bln::kMaxTileCols + 16];
   // A group of W segments is seg vectors (W*seg floats): lane l of its vector v is in the group's
-  // segment grp[v][l] (group(): seg < W <= 16).
+  // segment grp[v][l] (set where seg < W <= 16).
   alignas(64) int32_t grp[16][16];
   const float *ax = nullptr, *bx = nullptr;
   static bool narrow(int64_t n, int64_t seg, int W) { return seg < n && seg < W; }
