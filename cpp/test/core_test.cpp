@@ -173,6 +173,9 @@ int main(int argc, char** argv) {
                         // narrow segments (C < 16: fused tiles of many m) at every transposed width
                         {4, 400, 1, 0}, {3, 500, 2, 0}, {8, 300, 3, 0}, {20, 400, 3, 0}, {6, 200, 7, 1e4},
                         {5, 160, 15, 0}, {9, 64, 8, 0},
+                        // (each width below 16 is its own instance of the transposes: every one of them)
+                        {5, 64, 4, 0}, {5, 64, 5, 0}, {7, 48, 9, 0}, {5, 64, 10, 1e4}, {3, 80, 11, 0}, {5, 40, 12, 0},
+                        {6, 33, 13, 0}, {5, 48, 14, 0},
                         // from 2 MiB on the statistics kernels prefetch the next rows (kAheadBytes)
                         {64, 130, 64, 0}, {150, 1, 3600, 1e4}};
   int checks = 0;
