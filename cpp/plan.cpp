@@ -60,6 +60,7 @@ void widenTiles(Plan& p, int64_t bytesPerElem, int simdWidth) {
   if (p.slots > 1) k = std::min<int64_t>(k, std::max<int64_t>(1, p.M / (4 * p.slots)));
   const int64_t W = simdWidth;
   if (p.C < W && 2 * k >= W && cap >= W) k = std::min((k + W - 1) / W * W, cap / W * W);
+  k = std::min(k, p.M);  // (one tile of every m at most: the scratch is sized by k)
   if (k <= 1) return;
   p.mk = k;
   p.tiles = (p.M + k - 1) / k;
