@@ -313,6 +313,39 @@ export function expectClose(got: Num, ref: Num, tol: number, context: string): v
   }
 }
 
+// dgamma[c] = sum over b, m of dy*(wf*xf + wb*xb)/sqrt(C): at B = 2 the batch terms of a
+// column come as +-pairs, and their sum can cancel to far below the size of the terms (seen:
+// 4.8e-5 from terms of ~0.5). And each term carries x - mu with x and mu in float32 (the
+// statistics are float32 outputs), whose rounding is ~1e-7 of |x| + |mu|, not of |x - mu|.
+// So the error of dgamma is measured against the size of those pieces, as backward.test.ts's
+// termScaledErr does for dx: sum |dy| (|wf| (|x| + |mu_f|) / sf + |wb| (|x| + |mu_b|) / sb) / sqrt(C).
+export function dgammaTermScaledErr(got: Float32Array, ref: Float64Array, dy: Float32Array, x: Float32Array, shape: readonly number[], eps: number, N: number): number {
+  const { B, M, C } = dims(shape);
+  const st = refStats(x, shape);
+  const { wf, wb } = weights(N);
+  const scale = new Float64Array(C);
+  for (let b = 0; b < B; b++)
+    for (let m = 0; m < M; m++)
+      for (let c = 0; c < C; c++) {
+        const i = (b * M + m) * C + c;
+        const r = b * M + m;
+        const mc = m * C + c;
+        const xa = Math.abs(x[i]!);
+        // (a branch that is exactly zero, at C = 1 or B = 1, has no rounding to measure)
+        const f = C === 1 ? 0 : (Math.abs(wf) * (xa + Math.abs(st.featureMean[r]!))) / Math.sqrt(st.featureVar[r]! + eps);
+        const bb = B === 1 ? 0 : (Math.abs(wb) * (xa + Math.abs(st.batchMean[mc]!))) / Math.sqrt(st.batchVar[mc]! + eps);
+        scale[c] += (Math.abs(dy[i]!) * (f + bb)) / Math.sqrt(C);
+      }
+  let num = 0;
+  let den = 0;
+  for (let c = 0; c < C; c++) {
+    if (!Number.isFinite(got[c]!)) return Infinity;
+    num += (got[c]! - ref[c]!) ** 2;
+    den += scale[c]! ** 2;
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
 /**
  * The four statistics. Variances: relErr as expectClose. Means: the error against the means'
  * magnitude (the mean of |x| over the same values), because a mean near 0 — at M*C = 1 one mean
