@@ -1,5 +1,5 @@
 // Backward kernels. Part of kernels_impl.h (included inside each kernels_<level>.cpp's anonymous
-// namespace, after kernels_fwd_impl.h).
+// namespace, after kernels_fwd_impl.h and kernels_apply_impl.h, whose writeRow it uses).
 //
 // A tile may hold several consecutive m (segments of `seg` = C columns, t.seg > 0): gc then
 // repeats per segment, and the per-row values (muf, rf, P, Q, T, row sums) of segment s sit at

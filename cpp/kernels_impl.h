@@ -101,6 +101,7 @@ inline void storeRowSums(const V* a1, const V* a2, double* o, int64_t stride) {
 }
 
 #include "kernels_fwd_impl.h"
+#include "kernels_apply_impl.h"
 #include "kernels_back_impl.h"
 
 // Plain loops that the compiler vectorises at this file's SIMD level: UNIT (columns) has unit
