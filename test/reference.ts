@@ -5,6 +5,7 @@
 // index (b, m, c) -> (b * M + m) * C + c.
 
 import type { Population, Stats } from '../lib';
+import { expectClose, expectCloseToScale } from './measure';
 import { Rng } from './rng';
 
 export type Num = ArrayLike<number>;
@@ -272,47 +273,6 @@ export function refPopulation(steps: { batchMean: Num; batchVar: Num; featureMea
 
 // ------------------------------------------------------------------ helpers
 
-/**
- * ||got - ref|| / ||ref||; the absolute norm ||got - ref|| where ||ref|| = 0.
- * Infinity when got is not finite where ref is finite (NaN never passes), when
- * ref is NaN and got is not, or when the lengths differ.
- */
-export function relErr(got: Num, ref: Num): number {
-  if (got.length !== ref.length) return Infinity;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const g = got[i]!;
-    const r = ref[i]!;
-    if (Number.isNaN(r)) {
-      if (!Number.isNaN(g)) return Infinity;
-      continue;
-    }
-    if (!Number.isFinite(r)) {
-      if (g !== r) return Infinity;
-      continue;
-    }
-    if (!Number.isFinite(g)) return Infinity;
-    num += (g - r) * (g - r);
-    den += r * r;
-  }
-  if (den === 0) return Math.sqrt(num);
-  return Math.sqrt(num / den);
-}
-
-/** Throws (with context, e.g. the seed) when relErr(got, ref) > tol. */
-export function expectClose(got: Num, ref: Num, tol: number, context: string): void {
-  const e = relErr(got, ref);
-  if (!(e <= tol)) {
-    const firstBad = firstNonFinite(got);
-    throw new Error(
-      `relErr ${e} > ${tol} (${context})` +
-        (got.length !== ref.length ? ` length ${got.length} != ${ref.length}` : '') +
-        (firstBad >= 0 ? ` first non-finite at ${firstBad}` : ''),
-    );
-  }
-}
-
 // dgamma[c] = sum over b, m of dy*(wf*xf + wb*xb)/sqrt(C): at B = 2 the batch terms of a
 // column come as +-pairs, and their sum can cancel to far below the size of the terms (seen:
 // 4.8e-5 from terms of ~0.5). And each term carries x - mu with x and mu in float32 (the
@@ -352,23 +312,6 @@ export function dgammaTermScaledErr(got: Float32Array, ref: Float64Array, dy: Fl
  * of 31 draws — makes ||got - ref|| / ||ref|| measure the draw, not the code (seen: 4.1e-5 at
  * [31, 1], 1e-7 of the data's scale).
  */
-/**
- * ||got - ref|| / ||mag||: the error of values that may sit near 0 (means) measured against the
- * magnitude of what they were computed from (mag, element by element), not against themselves.
- */
-export function expectCloseToScale(got: Num, ref: Num, mag: Num, tol: number, context: string): void {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) (num += (got[i]! - ref[i]!) ** 2), (den += mag[i]! ** 2);
-  const e = den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
-  if (!(e <= tol) || got.length !== ref.length) throw new Error(`error ${e} > ${tol} (${context})`);
-}
-
-/** sqrt(mean^2 + var), element by element: the RMS of the values a mean was taken over. */
-export function rmsOf(mean: Num, variance: Num): Float64Array {
-  return Float64Array.from(mean as ArrayLike<number>, (mu, i) => Math.sqrt(mu * mu + Math.abs(variance[i]!)));
-}
-
 export function expectStatsClose(got: StatsLike, ref: StatsLike, x: Num, shape: readonly number[], tol: number, context: string): void {
   const { B, M, C } = dims(shape);
   const bMag = new Float64Array(M * C);
@@ -393,29 +336,8 @@ interface StatsLike {
   featureVar: Num;
 }
 
-function firstNonFinite(a: Num): number {
-  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i;
-  return -1;
-}
-
-/** Bitwise equality of two Float32Arrays (any views). */
-export function sameBits(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
-  return true;
-}
-
-export function expectSameBits(a: Float32Array, b: Float32Array, context: string): void {
-  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length} (${context})`);
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++)
-    if (ua[i] !== ub[i]) throw new Error(`not bitwise equal at ${i}: ${a[i]} vs ${b[i]} (${context})`);
-}
-
 export { mulberry32, Rng } from './rng';
+export { expectClose, expectCloseToScale, expectSameBits, relErr, rmsOf, sameBits } from './measure';
 
 /** A seed for tests that are not driven by fast-check (printed on failure by the callers). */
 export function freshSeed(): number {
