@@ -91,6 +91,7 @@ void fwdApplyKernel(const bln::FwdApplyTile& t) {
                           sg.ax + c0, sg.bx + c0, sg.grp, t.F + ci, t.mfh + ci, t.mfl + ci);
       }
     }
+    if (nGrp == n) return;  // (every row written: the row loop would only prefetch rows done)
   }
   for (int64_t i = 0; i < t.rows; ++i) {
     const float* xrow = t.x + i * t.xStride;
