@@ -306,6 +306,12 @@ export function dgammaTermScaledErr(got: Float32Array, ref: Float64Array, dy: Fl
   return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
 }
 
+/** Throws (with context) when dgammaTermScaledErr exceeds 1e-5. */
+export function expectDgammaClose(got: Float32Array, ref: Float64Array, dy: Float32Array, x: Float32Array, shape: readonly number[], eps: number, N: number, context: string): void {
+  const e = dgammaTermScaledErr(got, ref, dy, x, shape, eps, N);
+  if (!(e <= 1e-5)) throw new Error(`dgamma term-scaled error ${e} > 1e-5 (${context})`);
+}
+
 /**
  * The four statistics. Variances: relErr as expectClose. Means: the error against the means'
  * magnitude (the mean of |x| over the same values), because a mean near 0 — at M*C = 1 one mean
