@@ -62,6 +62,7 @@ void NormJob::finTileRows(const TileRows& tr, int64_t r0, int64_t rows, int64_t 
     for (int64_t i = 0, j = 0; i < rows; ++i)
       for (int64_t s = 0; s < km; ++s, ++j)
         finRowTo(r0 + i * d.M + s, tr.sums[2 * j], tr.sums[2 * j + 1], tr.mean + j, tr.var + j, tr.mh + j, tr.ml + j, tr.F + j);
+  if (tr.staged) return;
   for (int64_t i = 0; i < rows; ++i) {
     std::memcpy(out.featureMean + r0 + i * d.M, tr.mean + i * km, sizeof(float) * km);
     std::memcpy(out.featureVar + r0 + i * d.M, tr.var + i * km, sizeof(float) * km);

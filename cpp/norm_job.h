@@ -49,8 +49,10 @@ struct NormJob {
   struct TileRows {
     double* sums;
     float *shift, *F, *mh, *ml, *mean, *var;
+    bool staged = false;  // mean and var are the call's staging area (unstageFeatureStats copies them out)
   };
   void finTileRows(const TileRows& tr, int64_t r0, int64_t rows, int64_t km) const;
+  void unstageFeatureStats(const float* stage) const;
   // The two-pass apply's folded coefficients: y = gc*(F*x - Fm) + (A*x + Qc) with Qc = beta -
   // A*(mbh + mbl) per column and Fm = F*(mfh + mfl) per row reads three column arrays instead of
   // five (forward [256,4096]: its apply streamed 80 KiB of coefficients per 16 KiB row from L2).
