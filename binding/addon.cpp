@@ -2,8 +2,9 @@
 // operation, and the export table. lib/ has validated everything already and owns the
 // messages users see; this file only translates types (a Float32Array into a pointer and
 // its length, a number into an integer), and the core (checkArgs of cpp/bln.h) owns the
-// checks of dimensions and lengths before it touches memory. Its ArgumentError reaches JS
-// as a RangeError.
+// checks of dimensions, lengths and outputs that share memory with another array, before it
+// touches memory. Its ArgumentError reaches JS as a RangeError (an OverlapError's pair as the
+// error's `overlap`, which lib turns into its message).
 #include <napi.h>
 
 #include <cmath>
@@ -185,8 +186,16 @@ constexpr const char* kOutOfMemory = "out of memory: the native buffers for this
 struct Failure {
   char msg[kErrLen] = {0};  // empty: no failure
   bool argument = false;    // the core refused the arguments (bln::ArgumentError): a RangeError
+  int overlap[2] = {-1, -1};  // bln::OverlapError's pair, passed on as the error's `overlap` (lib names them)
   Napi::Error toJs(Napi::Env env) const {
-    return argument ? Napi::Error(Napi::RangeError::New(env, msg)) : Napi::Error::New(env, msg);
+    Napi::Error e = argument ? Napi::Error(Napi::RangeError::New(env, msg)) : Napi::Error::New(env, msg);
+    if (overlap[0] >= 0) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::Number::New(env, overlap[0]));
+      pair.Set(1u, Napi::Number::New(env, overlap[1]));
+      e.Set("overlap", pair);
+    }
+    return e;
   }
 };
 
@@ -195,12 +204,17 @@ struct Failure {
 template <class Op>
 bool runCaught(const Op& op, Failure& f) {
   f.argument = false;
+  f.overlap[0] = f.overlap[1] = -1;
   f.msg[0] = 0;
   try {
     op.run();
     return true;
   } catch (const std::bad_alloc&) {
     std::snprintf(f.msg, kErrLen, "%s", kOutOfMemory);
+  } catch (const bln::OverlapError& e) {
+    std::snprintf(f.msg, kErrLen, "%s", e.what());
+    f.argument = true;
+    f.overlap[0] = e.first, f.overlap[1] = e.second;
   } catch (const bln::ArgumentError& e) {
     std::snprintf(f.msg, kErrLen, "%s", e.what());
     f.argument = true;

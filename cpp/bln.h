@@ -97,6 +97,14 @@ struct ArgumentError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// An output that shares memory with another array of the call (the kernels read and write through
+// restrict pointers). `first` (an output) and `second` index the call's arrays in checkArgs' order:
+// the outputs, then the inputs, as lib/ops.ts names them.
+struct OverlapError : ArgumentError {
+  int first, second;
+  OverlapError(int a, int b, const std::string& what) : ArgumentError(what), first(a), second(b) {}
+};
+
 // ---- argument checks: the one owner of what every path (CPU and CUDA) refuses before it
 // touches memory. Header-only, so the CUDA host API shares them without linking bln_core.
 
@@ -125,8 +133,30 @@ inline void requireBuffers(std::initializer_list<const void*> ps, const char* wh
     if (!p) throw ArgumentError(std::string("missing buffer in ") + what);
 }
 
+// n floats from p (p null: absent), for checkNoOverlap.
+struct Extent {
+  const void* p;
+  int64_t n;
+  const char* name;
+};
+// No output (the first nOut of the `count` extents) may share a byte with any other extent: the
+// first pair found (i < j) is an OverlapError.
+inline void checkNoOverlap(const Extent* e, int count, int nOut) {
+  auto lo = [](const Extent& x) { return reinterpret_cast<uintptr_t>(x.p); };
+  auto hi = [](const Extent& x) { return reinterpret_cast<uintptr_t>(x.p) + static_cast<uintptr_t>(x.n) * sizeof(float); };
+  for (int i = 0; i < nOut; ++i) {
+    if (!e[i].p || e[i].n <= 0) continue;
+    for (int j = i + 1; j < count; ++j)
+      if (e[j].p && e[j].n > 0 && lo(e[i]) < hi(e[j]) && lo(e[j]) < hi(e[i]))
+        throw OverlapError(i, j, std::string(e[i].name) + " shares memory with " + e[j].name);
+  }
+}
+// A given length, else the one d implies.
+inline int64_t lengthOr(int64_t given, int64_t implied) { return given >= 0 ? given : implied; }
+
 // Everything the core refuses in a call, in the order the paths have always checked it:
-// dimensions and scalars, then lengths, then missing buffers.
+// dimensions and scalars, then lengths, then missing buffers, then outputs that share memory with
+// another array.
 inline void checkArgs(const ForwardArgs& a) {
   checkScalars(a.d, a.eps, a.batchSize);
   const Lengths& l = a.len;
@@ -137,6 +167,11 @@ inline void checkArgs(const ForwardArgs& a) {
   checkLength(l.featureVar, a.d.featureStatLen(), "featureVar");
   requireBuffers({a.x, a.gamma, a.beta, a.y, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean, a.stats.featureVar},
                  "forward");
+  const int64_t n = a.d.numel(), mc = a.d.batchStatLen(), bm = a.d.featureStatLen();
+  const Extent e[] = {{a.y, n, "y"},        {a.stats.batchMean, mc, "batchMean"}, {a.stats.batchVar, mc, "batchVar"},
+                      {a.stats.featureMean, bm, "featureMean"}, {a.stats.featureVar, bm, "featureVar"},
+                      {a.x, n, "x"},        {a.gamma, a.d.C, "gamma"},            {a.beta, a.d.C, "beta"}};
+  checkNoOverlap(e, 8, 5);
 }
 inline void checkArgs(const BackwardArgs& a) {
   checkScalars(a.d, a.eps, a.batchSize);
@@ -150,6 +185,18 @@ inline void checkArgs(const BackwardArgs& a) {
   requireBuffers({a.dy, a.x, a.gamma, a.dx, a.dgamma, a.dbeta, a.stats.batchMean, a.stats.batchVar, a.stats.featureMean,
                   a.stats.featureVar},
                  "backward");
+  const int64_t n = a.d.numel(), mc = a.d.batchStatLen(), bm = a.d.featureStatLen();
+  const Extent e[] = {{a.dx, n, "dx"},
+                      {a.dgamma, a.d.C, "dgamma"},
+                      {a.dbeta, a.d.C, "dbeta"},
+                      {a.dy, n, "dy"},
+                      {a.x, n, "x"},
+                      {a.gamma, a.d.C, "gamma"},
+                      {a.stats.batchMean, mc, "stats.batchMean"},
+                      {a.stats.batchVar, mc, "stats.batchVar"},
+                      {a.stats.featureMean, bm, "stats.featureMean"},
+                      {a.stats.featureVar, bm, "stats.featureVar"}};
+  checkNoOverlap(e, 10, 3);
 }
 inline void checkArgs(const InferArgs& a) {
   checkScalars(a.d, a.eps, a.batchSize);
@@ -164,6 +211,16 @@ inline void checkArgs(const InferArgs& a) {
   if ((a.use.batchMean && !a.population.batchMean) || (a.use.batchVar && !a.population.batchVar) ||
       (a.use.featureMean && !a.population.featureMean) || (a.use.featureVar && !a.population.featureVar))
     throw ArgumentError("missing population statistic in infer");
+  // (population arrays given but not used count too, by their given lengths)
+  const Extent e[] = {{a.y, a.d.numel(), "y"},
+                      {a.x, a.d.numel(), "x"},
+                      {a.gamma, a.d.C, "gamma"},
+                      {a.beta, a.d.C, "beta"},
+                      {a.population.batchMean, lengthOr(l.batchMean, a.d.batchStatLen()), "population.batchMean"},
+                      {a.population.batchVar, lengthOr(l.batchVar, a.d.batchStatLen()), "population.batchVar"},
+                      {a.population.featureMean, lengthOr(l.featureMean, a.d.M), "population.featureMean"},
+                      {a.population.featureVar, lengthOr(l.featureVar, a.d.M), "population.featureVar"}};
+  checkNoOverlap(e, 8, 1);
 }
 
 // CPU path. Throws ArgumentError on inconsistent arguments, std::bad_alloc when

@@ -3,7 +3,7 @@
 // addon.ts), then run on this thread or on the libuv pool.
 import { native, type BackwardCall, type ForwardCall, type InferCall } from './addon';
 import * as is from './is';
-import { checkNoOverlap, newOutput, outArray, outObject, resolveOptions, statsArg, useArg, type OverlapNames } from './options';
+import { namedOverlap, newOutput, outArray, outObject, resolveOptions, statsArg, useArg } from './options';
 import { checkSizeMatches, parseShape } from './shape';
 import {
   STAT_KEYS,
@@ -19,22 +19,11 @@ import {
 
 type Call<A, R> = { args: A; result: R };
 
-// What the overlap check calls each entry point's outputs and inputs (in the order passed to it).
-const FORWARD_NAMES: OverlapNames = {
-  outKeys: ['y', ...STAT_KEYS],
-  outNames: ['out.y', ...STAT_KEYS.map((k) => `out.${k}`)],
-  inNames: ['x', 'gamma', 'beta'],
-};
-const BACKWARD_NAMES: OverlapNames = {
-  outKeys: ['dx', 'dgamma', 'dbeta'],
-  outNames: ['out.dx', 'out.dgamma', 'out.dbeta'],
-  inNames: ['dy', 'x', 'gamma', ...STAT_KEYS.map((k) => `stats.${k}`)],
-};
-const INFER_NAMES: OverlapNames = {
-  outKeys: ['out'],
-  outNames: ['options.out'],
-  inNames: ['x', 'gamma', 'beta', ...STAT_KEYS.map((k) => `population.${k}`)],
-};
+// Each entry point's arrays as the core's overlap check orders them (checkArgs in cpp/bln.h: the
+// outputs, then the inputs) and as its errors name them (namedOverlap).
+const FORWARD_ARRAYS = ['out.y', ...STAT_KEYS.map((k) => `out.${k}`), 'x', 'gamma', 'beta'];
+const BACKWARD_ARRAYS = ['out.dx', 'out.dgamma', 'out.dbeta', 'dy', 'x', 'gamma', ...STAT_KEYS.map((k) => `stats.${k}`)];
+const INFER_ARRAYS = ['options.out', 'x', 'gamma', 'beta', ...STAT_KEYS.map((k) => `population.${k}`)];
 
 function prepareForward(x: unknown, shape: unknown, gamma: unknown, beta: unknown, options: unknown): Call<ForwardCall, ForwardResult> {
   const v = parseShape(shape);
@@ -51,7 +40,6 @@ function prepareForward(x: unknown, shape: unknown, gamma: unknown, beta: unknow
     featureMean: outArray(out, 'featureMean', v.B * v.M, 'out.featureMean'),
     featureVar: outArray(out, 'featureVar', v.B * v.M, 'out.featureVar'),
   };
-  checkNoOverlap(out, FORWARD_NAMES, [y, stats.batchMean, stats.batchVar, stats.featureMean, stats.featureVar], [xa, g, b]);
   return {
     args: [xa, v.B, v.M, v.C, g, b, o.eps, o.N, o.device, y, stats.batchMean, stats.batchVar, stats.featureMean, stats.featureVar],
     result: { y, stats },
@@ -73,7 +61,6 @@ function prepareBackward(dy: unknown, x: unknown, shape: unknown, gamma: unknown
     dgamma: outArray(out, 'dgamma', v.C, 'out.dgamma'),
     dbeta: outArray(out, 'dbeta', v.C, 'out.dbeta'),
   };
-  checkNoOverlap(out, BACKWARD_NAMES, [res.dx, res.dgamma, res.dbeta], [da, xa, g, s.batchMean, s.batchVar, s.featureMean, s.featureVar]);
   return {
     args: [da, xa, v.B, v.M, v.C, g, s.batchMean, s.batchVar, s.featureMean, s.featureVar, o.eps, o.N, o.device, res.dx, res.dgamma, res.dbeta],
     result: res,
@@ -90,7 +77,6 @@ function prepareInfer(x: unknown, shape: unknown, gamma: unknown, beta: unknown,
   const u = useArg(use);
   const o = resolveOptions(options, v.B, ['out']);
   const y = is.defined(o.out) ? is.float32OfLength(o.out, 'options.out', v.size) : newOutput(v.size, 'options.out');
-  checkNoOverlap({ out: o.out }, INFER_NAMES, [y], [xa, g, b, pop.batchMean, pop.batchVar, pop.featureMean, pop.featureVar]);
   return {
     args: [xa, v.B, v.M, v.C, g, b, pop.batchMean, pop.batchVar, pop.featureMean, pop.featureVar, u.mask, o.eps, o.N, o.device, y],
     result: y,
@@ -98,10 +84,11 @@ function prepareInfer(x: unknown, shape: unknown, gamma: unknown, beta: unknown,
 }
 
 // Errors from the native side carry the caller's stack, captured before going async.
-async function runAsync<A extends unknown[], R>(call: Call<A, R>, start: (...args: A) => Promise<void>, stack: string | undefined): Promise<R> {
+async function runAsync<A extends unknown[], R>(call: Call<A, R>, start: (...args: A) => Promise<void>, stack: string | undefined, arrays: readonly string[]): Promise<R> {
   try {
     await start(...call.args);
-  } catch (e) {
+  } catch (err) {
+    const e = namedOverlap(err, arrays);
     if (e instanceof Error && stack) e.stack = `${e.name}: ${e.message}\n${stack.split('\n').slice(1).join('\n')}`;
     throw e;
   }
@@ -117,21 +104,33 @@ async function runAsync<A extends unknown[], R>(call: Call<A, R>, start: (...arg
  */
 export function forward(x: Float32Array, shape: readonly number[], gamma: Float32Array, beta: Float32Array, options?: ForwardOptions): ForwardResult {
   const call = prepareForward(x, shape, gamma, beta, options);
-  native().forward(...call.args);
+  try {
+    native().forward(...call.args);
+  } catch (e) {
+    throw namedOverlap(e, FORWARD_ARRAYS);
+  }
   return call.result;
 }
 
 /** Training-mode gradient; `stats` is what forward returned for the same x. */
 export function backward(dy: Float32Array, x: Float32Array, shape: readonly number[], gamma: Float32Array, stats: Stats, options?: BackwardOptions): BackwardResult {
   const call = prepareBackward(dy, x, shape, gamma, stats, options);
-  native().backward(...call.args);
+  try {
+    native().backward(...call.args);
+  } catch (e) {
+    throw namedOverlap(e, BACKWARD_ARRAYS);
+  }
   return call.result;
 }
 
 /** Inference: each statistic from the population where `use` says so, else from x. */
 export function infer(x: Float32Array, shape: readonly number[], gamma: Float32Array, beta: Float32Array, population: Population, use: InferUse, options?: InferOptions): Float32Array {
   const call = prepareInfer(x, shape, gamma, beta, population, use, options);
-  native().infer(...call.args);
+  try {
+    native().infer(...call.args);
+  } catch (e) {
+    throw namedOverlap(e, INFER_ARRAYS);
+  }
   return call.result;
 }
 
@@ -139,17 +138,17 @@ export function infer(x: Float32Array, shape: readonly number[], gamma: Float32A
 export async function forwardAsync(x: Float32Array, shape: readonly number[], gamma: Float32Array, beta: Float32Array, options?: ForwardOptions): Promise<ForwardResult> {
   const stack = new Error().stack;
   const call = prepareForward(x, shape, gamma, beta, options);
-  return runAsync(call, native().forwardAsync, stack);
+  return runAsync(call, native().forwardAsync, stack, FORWARD_ARRAYS);
 }
 
 export async function backwardAsync(dy: Float32Array, x: Float32Array, shape: readonly number[], gamma: Float32Array, stats: Stats, options?: BackwardOptions): Promise<BackwardResult> {
   const stack = new Error().stack;
   const call = prepareBackward(dy, x, shape, gamma, stats, options);
-  return runAsync(call, native().backwardAsync, stack);
+  return runAsync(call, native().backwardAsync, stack, BACKWARD_ARRAYS);
 }
 
 export async function inferAsync(x: Float32Array, shape: readonly number[], gamma: Float32Array, beta: Float32Array, population: Population, use: InferUse, options?: InferOptions): Promise<Float32Array> {
   const stack = new Error().stack;
   const call = prepareInfer(x, shape, gamma, beta, population, use, options);
-  return runAsync(call, native().inferAsync, stack);
+  return runAsync(call, native().inferAsync, stack, INFER_ARRAYS);
 }

@@ -54,44 +54,17 @@ export function outArray(out: Record<string, unknown>, key: string, length: numb
   return is.float32OfLength(v, name, length);
 }
 
-/** The names of one entry point's outputs (keys of options.out, and as errors name them) and inputs. */
-export interface OverlapNames {
-  outKeys: readonly string[];
-  outNames: readonly string[];
-  inNames: readonly string[];
-}
-
 /**
- * No output may share memory with an input or another output. Only caller-provided outputs
- * are checked (fresh ones cannot overlap anything), and each view's buffer is read once:
- * this runs on every call, and at small shapes it was 15% of the call. The names are constant
- * per entry point (nothing is built per call but the two arrays of views).
+ * The core's refusal of an output that shares memory with another array of the call (its
+ * OverlapError, checkArgs in cpp/bln.h: the binding passes it on as a RangeError whose `overlap`
+ * holds the pair's indices into the call's arrays, outputs first), named as the caller passed the
+ * arrays; any other error as it is. The core checks the data pointers it was given, which costs
+ * nothing, where reading each view's buffer here was a quarter of a small call.
  */
-export function checkNoOverlap(out: Record<string, unknown>, names: OverlapNames, outputs: Float32Array[], inputs: Float32Array[]): void {
-  let given = 0;
-  for (let i = 0; i < outputs.length; i++) if (is.defined(out[names.outKeys[i]!])) given++;
-  if (given === 0) return;
-  const views: Float32Array[] = [];
-  const labels: string[] = [];
-  for (let i = 0; i < outputs.length; i++)
-    if (is.defined(out[names.outKeys[i]!])) {
-      views.push(outputs[i]!);
-      labels.push(names.outNames[i]!);
-    }
-  for (let i = 0; i < inputs.length; i++) {
-    views.push(inputs[i]!);
-    labels.push(names.inNames[i]!);
-  }
-  const bufs = views.map((v) => v.buffer);
-  for (let i = 0; i < given; i++) {
-    const lo = views[i]!.byteOffset;
-    const hi = lo + views[i]!.byteLength;
-    for (let j = i + 1; j < views.length; j++) {
-      if (bufs[i] !== bufs[j]) continue;
-      const plo = views[j]!.byteOffset;
-      if (lo < plo + views[j]!.byteLength && plo < hi) throw new RangeError(`Expected ${labels[i]} not to share memory with ${labels[j]}`);
-    }
-  }
+export function namedOverlap(e: unknown, arrays: readonly string[]): unknown {
+  const pair = typeof e === 'object' && e !== null ? (e as { overlap?: unknown }).overlap : undefined;
+  if (!Array.isArray(pair) || pair.length !== 2) return e;
+  return new RangeError(`Expected ${arrays[pair[0] as number] ?? 'an output'} not to share memory with ${arrays[pair[1] as number] ?? 'another array'}`);
 }
 
 export function outObject(out: unknown, keys: readonly string[]): Record<string, unknown> {

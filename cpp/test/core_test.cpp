@@ -113,6 +113,50 @@ static int lengthChecks(int* checks) {
   return failures;
 }
 
+// An output sharing memory with another array of the call is an OverlapError naming the pair by
+// index (outputs first, then inputs: lib/ops.ts names them from that order), before any output
+// is written; arrays that only touch are accepted.
+static int overlapChecks(int* checks) {
+  int failures = 0;
+  const int64_t B = 4, M = 3, C = 8, n = B * M * C, R = 2 * n + 64;  // each array in its own region of R floats
+  vector<float> buf(12 * R, 1.f);
+  auto at = [&](int k) { return buf.data() + k * R; };
+  auto expect = [&](const char* what, int first, int second, auto&& call) {
+    ++*checks;
+    int got[2] = {-1, -1};
+    try {
+      call();
+    } catch (const bln::OverlapError& e) {
+      got[0] = e.first, got[1] = e.second;
+    }
+    const bool ok = got[0] == first && got[1] == second;
+    if (!ok) ++failures;
+    if (!ok || std::getenv("VERBOSE")) std::printf("%s overlap check: %s (got %d, %d)\n", ok ? "ok  " : "FAIL", what, got[0], got[1]);
+  };
+  bln::ForwardArgs f;
+  f.d = {B, M, C};
+  f.y = at(1), f.stats = {at(2), at(3), at(4), at(5)}, f.x = at(6), f.gamma = at(7), f.beta = at(8), f.batchSize = B;
+  expect("forward, apart", -1, -1, [&] { bln::cpuForward(f); });
+  expect("forward, y is x", 0, 5, [&] { bln::ForwardArgs a = f; a.y = at(6); bln::cpuForward(a); });
+  expect("forward, y ends one float into featureVar", 0, 4, [&] { bln::ForwardArgs a = f; a.y = at(5) - n + 1; bln::cpuForward(a); });
+  expect("forward, y ends where featureVar starts", -1, -1, [&] { bln::ForwardArgs a = f; a.y = at(5) - n; bln::cpuForward(a); });
+  expect("forward, batchMean over gamma", 1, 6, [&] { bln::ForwardArgs a = f; a.stats.batchMean = at(7) + 2; bln::cpuForward(a); });
+  bln::BackwardArgs b;
+  b.d = {B, M, C};
+  b.dx = at(1), b.dgamma = at(2), b.dbeta = at(3), b.dy = at(4), b.x = at(5), b.gamma = at(6);
+  b.stats = {at(7), at(8), at(9), at(10)}, b.batchSize = B;
+  expect("backward, apart", -1, -1, [&] { bln::cpuBackward(b); });
+  expect("backward, dx is dy", 0, 3, [&] { bln::BackwardArgs a = b; a.dx = at(4); bln::cpuBackward(a); });
+  expect("backward, dbeta over stats.batchMean", 2, 6, [&] { bln::BackwardArgs a = b; a.dbeta = at(7) + M * C - 3; bln::cpuBackward(a); });
+  bln::InferArgs i;
+  i.d = {B, M, C};
+  i.y = at(1), i.x = at(2), i.gamma = at(3), i.beta = at(4), i.population = {at(5), at(6), at(7), at(8)};
+  i.use = {true, true, false, false}, i.batchSize = B;
+  expect("infer, apart", -1, -1, [&] { bln::cpuInfer(i); });
+  expect("infer, y over an unused population.featureVar", 0, 7, [&] { bln::InferArgs a = i; a.y = at(8) - n + 1; bln::cpuInfer(a); });
+  return failures;
+}
+
 // The pool hands every chunk to exactly one participant, whatever the split into per-participant
 // ranges (more ranges than threads, more slots than ranges, one chunk), with several callers at
 // once, and an exception in one chunk comes back to the caller without a hang.
@@ -180,6 +224,7 @@ int main(int argc, char** argv) {
                         {64, 130, 64, 0}, {150, 1, 3600, 1e4}};
   int checks = 0;
   int failures = lengthChecks(&checks);
+  failures += overlapChecks(&checks);
   failures += poolChecks(&checks);
   vector<bln::SimdLevel> levels;
   for (int l = 0; l < 4; ++l)
