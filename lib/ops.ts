@@ -24,6 +24,9 @@ type Call<A, R> = { args: A; result: R };
 const FORWARD_ARRAYS = ['out.y', ...STAT_KEYS.map((k) => `out.${k}`), 'x', 'gamma', 'beta'];
 const BACKWARD_ARRAYS = ['out.dx', 'out.dgamma', 'out.dbeta', 'dy', 'x', 'gamma', ...STAT_KEYS.map((k) => `stats.${k}`)];
 const INFER_ARRAYS = ['options.out', 'x', 'gamma', 'beta', ...STAT_KEYS.map((k) => `population.${k}`)];
+// The keys options.out may have.
+const FORWARD_OUT_KEYS = ['y', ...STAT_KEYS];
+const BACKWARD_OUT_KEYS = ['dx', 'dgamma', 'dbeta'];
 
 function prepareForward(x: unknown, shape: unknown, gamma: unknown, beta: unknown, options: unknown): Call<ForwardCall, ForwardResult> {
   const v = parseShape(shape);
@@ -31,14 +34,14 @@ function prepareForward(x: unknown, shape: unknown, gamma: unknown, beta: unknow
   checkSizeMatches(v, xa.length, 'x');
   const g = is.float32OfLength(gamma, 'gamma', v.C);
   const b = is.float32OfLength(beta, 'beta', v.C);
-  const o = resolveOptions(options, v.B, ['out']);
-  const out = outObject(o.out, ['y', ...STAT_KEYS]);
-  const y = outArray(out, 'y', v.size, 'out.y');
+  const o = resolveOptions(options, v.B);
+  const out = outObject(o.out, FORWARD_OUT_KEYS);
+  const y = outArray(out.y, v.size, 'out.y');
   const stats: Stats = {
-    batchMean: outArray(out, 'batchMean', v.M * v.C, 'out.batchMean'),
-    batchVar: outArray(out, 'batchVar', v.M * v.C, 'out.batchVar'),
-    featureMean: outArray(out, 'featureMean', v.B * v.M, 'out.featureMean'),
-    featureVar: outArray(out, 'featureVar', v.B * v.M, 'out.featureVar'),
+    batchMean: outArray(out.batchMean, v.M * v.C, 'out.batchMean'),
+    batchVar: outArray(out.batchVar, v.M * v.C, 'out.batchVar'),
+    featureMean: outArray(out.featureMean, v.B * v.M, 'out.featureMean'),
+    featureVar: outArray(out.featureVar, v.B * v.M, 'out.featureVar'),
   };
   return {
     args: [xa, v.B, v.M, v.C, g, b, o.eps, o.N, o.device, y, stats.batchMean, stats.batchVar, stats.featureMean, stats.featureVar],
@@ -54,12 +57,12 @@ function prepareBackward(dy: unknown, x: unknown, shape: unknown, gamma: unknown
   checkSizeMatches(v, xa.length, 'x');
   const g = is.float32OfLength(gamma, 'gamma', v.C);
   const s = statsArg(stats, 'stats', v, v.B * v.M);
-  const o = resolveOptions(options, v.B, ['out']);
-  const out = outObject(o.out, ['dx', 'dgamma', 'dbeta']);
+  const o = resolveOptions(options, v.B);
+  const out = outObject(o.out, BACKWARD_OUT_KEYS);
   const res: BackwardResult = {
-    dx: outArray(out, 'dx', v.size, 'out.dx'),
-    dgamma: outArray(out, 'dgamma', v.C, 'out.dgamma'),
-    dbeta: outArray(out, 'dbeta', v.C, 'out.dbeta'),
+    dx: outArray(out.dx, v.size, 'out.dx'),
+    dgamma: outArray(out.dgamma, v.C, 'out.dgamma'),
+    dbeta: outArray(out.dbeta, v.C, 'out.dbeta'),
   };
   return {
     args: [da, xa, v.B, v.M, v.C, g, s.batchMean, s.batchVar, s.featureMean, s.featureVar, o.eps, o.N, o.device, res.dx, res.dgamma, res.dbeta],
@@ -75,7 +78,7 @@ function prepareInfer(x: unknown, shape: unknown, gamma: unknown, beta: unknown,
   const b = is.float32OfLength(beta, 'beta', v.C);
   const pop = statsArg(population, 'population', v, v.M);
   const u = useArg(use);
-  const o = resolveOptions(options, v.B, ['out']);
+  const o = resolveOptions(options, v.B);
   const y = is.defined(o.out) ? is.float32OfLength(o.out, 'options.out', v.size) : newOutput(v.size, 'options.out');
   return {
     args: [xa, v.B, v.M, v.C, g, b, pop.batchMean, pop.batchVar, pop.featureMean, pop.featureVar, u.mask, o.eps, o.N, o.device, y],

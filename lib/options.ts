@@ -12,10 +12,13 @@ interface Resolved {
   device: number;
 }
 
-export function resolveOptions(options: unknown, B: number, extraKeys: readonly string[]): Resolved & { out?: unknown } {
+/** The keys of every entry point's options (all take `out`). */
+const OPTION_KEYS: readonly string[] = ['epsilon', 'batchSize', 'device', 'out'];
+
+export function resolveOptions(options: unknown, B: number): Resolved & { out?: unknown } {
   if (!is.defined(options)) return { eps: 1e-3, N: B, device: pickDevice(undefined) };
   if (!is.plainObject(options)) throw is.invalidType('object', 'options', options);
-  const known = ['epsilon', 'batchSize', 'device', ...extraKeys];
+  const known = OPTION_KEYS;
   for (const key of Object.keys(options))
     if (!known.includes(key)) throw new TypeError(`Unknown option '${key}': expected one of ${known.join(', ')}`);
   const eps = is.defined(options.epsilon) ? is.positiveFinite(options.epsilon, 'epsilon') : 1e-3;
@@ -48,8 +51,8 @@ export function newOutput(length: number, name: string): Float32Array {
 }
 const HUGE_OUTPUT = (8 << 20) / 4;
 
-export function outArray(out: Record<string, unknown>, key: string, length: number, name: string): Float32Array {
-  const v = out[key];
+/** A caller's output (options.out's value for it, read by a literal key: a dynamic key was the slowest load of a small call), else a new one. */
+export function outArray(v: unknown, length: number, name: string): Float32Array {
   if (!is.defined(v)) return newOutput(length, name);
   return is.float32OfLength(v, name, length);
 }
