@@ -59,12 +59,11 @@ T* f32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, Keep& keep
     napi_valuetype t;
     if (napi_typeof(env, v, &t) == napi_ok && (t == napi_undefined || t == napi_null)) return nullptr;
   }
-  bool isTyped = false;
+  // (napi_get_typedarray_info itself refuses a value that is not a typed array: napi_invalid_arg)
   napi_typedarray_type type = napi_int8_array;
   size_t length = 0;
   void* data = nullptr;
-  if (napi_is_typedarray(env, v, &isTyped) != napi_ok || !isTyped ||
-      napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array)
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array)
     throw Napi::TypeError::New(env, std::string("native: ") + name + " must be a Float32Array");
   if (!data) throw Napi::TypeError::New(env, std::string("native: ") + name + " is detached");
   keep.push(v);

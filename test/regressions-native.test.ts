@@ -44,3 +44,29 @@ describe('native: buffer lengths are checked before the core touches memory', ()
     expect(Array.from(y).every(Number.isNaN)).toBe(true);
   });
 });
+
+describe('native: every array argument is a Float32Array', () => {
+  // The binding takes type, length and data from one napi_get_typedarray_info call, which also
+  // refuses values that are no typed array at all; nothing is computed for a refused call.
+  const forwardWithX = (x: unknown) => () => {
+    const y = f32(n, NaN);
+    (native().forward as (...a: unknown[]) => void)(x, B, M, C, f32(C), f32(C, 0), 1e-3, B, 0, y, f32(M * C), f32(M * C), f32(B * M), f32(B * M));
+    return y;
+  };
+  test.each([
+    ['a Float64Array', new Float64Array(n)],
+    ['an Int32Array', new Int32Array(n)],
+    ['a Uint8Array of 4n bytes', new Uint8Array(4 * n)],
+    ['a DataView', new DataView(new ArrayBuffer(4 * n))],
+    ['a plain array', Array.from({ length: n }, () => 1)],
+    ['a number', 3],
+    ['undefined', undefined],
+  ])('x as %s is a TypeError', (_name, x) => {
+    const e = thrown(forwardWithX(x));
+    expect(e.name).toBe('TypeError');
+    expect(e.message).toMatch(/x must be a Float32Array/);
+  });
+  test('a Float32Array is accepted', () => {
+    expect(Array.from(forwardWithX(f32(n))()).every(Number.isFinite)).toBe(true);
+  });
+});
