@@ -317,13 +317,22 @@ function sweepSection(progress: Progress, rows: SweepRow[]): void {
 
 // ------------------------------------------------------------------ main
 
-async function main(): Promise<void> {
+// The tfjs wasm backend's start (the peers and the sweep use it): it leaves V8 compiling its module on
+// background threads for seconds after, which took the second core from the grid's two-thread calls
+// (forward [25,14,14,6] at two threads came out bimodal in 2 of 3 runs, 7.8-9.4x a copy, against
+// 6.6-6.9x in 3 of 3 with no wasm started), so the grid and the overhead run before it.
+async function startWasm(): Promise<BenchResult['tfjs']> {
   await tf.setBackend('wasm');
   const wasmThreads = (await import('@tensorflow/tfjs-backend-wasm')).getThreadsCount();
   await tf.setBackend('cpu');
+  const wasmSimd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
+  console.log(`tfjs ${tf.version.tfjs}; wasm backend: SIMD ${wasmSimd}, threads ${wasmThreads}`);
+  return { version: tf.version.tfjs, wasmSimd, wasmThreads };
+}
+
+async function main(): Promise<void> {
   const machine = machineInfo();
   console.log(`machine: ${describe(machine)}`);
-  console.log(`tfjs ${tf.version.tfjs}; wasm backend: SIMD ${await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')}, threads ${wasmThreads}`);
   const info = bln.backendInfo();
   const gridSteps = GRID_SHAPES.length * (quick ? 1 : info.simdSupported.length) * (quick ? new Set([1, info.maxThreads]).size : info.maxThreads);
   const steps = (SECTIONS.has('grid') ? gridSteps : 0) + (SECTIONS.has('peers') ? PEER_SHAPES.length * OPS.length : 0) + (SECTIONS.has('sweep') ? SWEEP.length : 0) + (SECTIONS.has('overhead') ? 1 : 0);
@@ -331,7 +340,7 @@ async function main(): Promise<void> {
   const result: BenchResult = {
     machine,
     quick,
-    tfjs: { version: tf.version.tfjs, wasmSimd: Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')), wasmThreads },
+    tfjs: { version: tf.version.tfjs, wasmSimd: false, wasmThreads: 0 },
     budget: BUDGET,
     grid: [],
     peers: [],
@@ -341,13 +350,14 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   try {
     if (SECTIONS.has('grid')) gridSection(progress, result.grid);
-    if (SECTIONS.has('peers')) peersSection(progress, result.peers);
-    if (SECTIONS.has('sweep')) sweepSection(progress, result.sweep);
     if (SECTIONS.has('overhead')) {
       progress.step('overhead [25,84]');
       result.overhead = await measureOverhead(quick);
       progress.tick();
     }
+    result.tfjs = await startWasm();
+    if (SECTIONS.has('peers')) peersSection(progress, result.peers);
+    if (SECTIONS.has('sweep')) sweepSection(progress, result.sweep);
   } finally {
     progress.stop();
   }
