@@ -16,8 +16,13 @@
 namespace bln {
 namespace {
 
-// How long a worker that ran out of work spins for the next job before sleeping (BLN_SPIN_US).
-constexpr int64_t kDefaultSpinUs = 50;
+// How long a worker that ran out of work spins for the next job before sleeping (BLN_SPIN_US). At
+// 50 us, a caller's own work between two calls (allocating outputs, a copy of the input) often
+// outlasted the spin, and the next call began with a wake-up: in a loop of the benchmark grid's calls
+// at [25,14,14,6], two threads, forward with out took 22.2-22.7 us (median) at 50 and 19.7-20.4 at
+// 300 (p90 28.9-33.8 against 25.4-25.9). (libgomp's default spin before a worker sleeps is of the
+// same order.)
+constexpr int64_t kDefaultSpinUs = 300;
 
 // A job's chunks are split into one contiguous range per participant slot: slot s claims from
 // range s first (so across calls each thread gets the same part of the tensor, and data that
